@@ -1,0 +1,195 @@
+//! The two outbound calls of a checkout: the tenant's API, which answers
+//! the signed payment form, and (for CVS) the server-side post of that form
+//! to the payment provider. Both are bounded in time and size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::domain::Origin;
+
+/// Larger answers from a tenant API or a payment provider are refused.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantApiError {
+    #[error("unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("answer larger than {MAX_ANSWER_BYTES} bytes")]
+    TooLarge,
+    #[error("answer is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("answer has no string payment_url")]
+    NoPaymentUrl,
+    #[error("answer has no object payment_value")]
+    NoPaymentValue,
+    #[error("payment_url is not an absolute http(s) URL")]
+    BadPaymentUrl,
+}
+
+/// The tenant's signed payment form.
+#[derive(Debug)]
+pub struct PaymentRequest {
+    pub payment_url: Url,
+    pub payment_origin: Origin,
+    /// `payment_value` byte for byte as the tenant sent it.
+    pub raw_value: Box<RawValue>,
+    /// `payment_value`'s entries in the tenant's order, as form values.
+    pub fields: Vec<(String, String)>,
+}
+
+impl PaymentRequest {
+    pub fn choose_payment(&self) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == "ChoosePayment").map(|(_, v)| v.as_str())
+    }
+
+    pub fn field_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Parses a tenant API answer: a JSON object with a string `payment_url`
+    /// and an object `payment_value`; anything else in it is ignored.
+    pub fn from_json(body: &[u8]) -> Result<Self, TenantApiError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            payment_url: Option<Value>,
+            payment_value: Option<Box<RawValue>>,
+        }
+        let answer: Answer = serde_json::from_slice(body).map_err(TenantApiError::NotJson)?;
+        let Some(Value::String(url)) = answer.payment_url else {
+            return Err(TenantApiError::NoPaymentUrl);
+        };
+        let raw_value = answer.payment_value.ok_or(TenantApiError::NoPaymentValue)?;
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw_value.get()) else {
+            return Err(TenantApiError::NoPaymentValue);
+        };
+        let payment_url = Url::parse(&url).map_err(|_| TenantApiError::BadPaymentUrl)?;
+        if !matches!(payment_url.scheme(), "http" | "https") {
+            return Err(TenantApiError::BadPaymentUrl);
+        }
+        let payment_origin = Origin::of_url(&payment_url).ok_or(TenantApiError::BadPaymentUrl)?;
+        let fields = map.into_iter().map(|(k, v)| (k, form_value(v))).collect();
+        Ok(Self { payment_url, payment_origin, raw_value, fields })
+    }
+}
+
+/// A JSON value as a form value: strings as given, numbers in their JSON
+/// text (`100` stays `100`, `1.50` stays `1.50`), `true`/`false` as words,
+/// `null` empty, arrays and objects as their JSON text.
+fn form_value(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// POSTs the five checkout fields (`form_body`, encoded) to the tenant's API and parses its answer.
+pub async fn request_payment(
+    client: &reqwest::Client,
+    url: &str,
+    form_body: String,
+    forwarded_for: &str,
+    timeout: Duration,
+) -> Result<PaymentRequest, TenantApiError> {
+    let send = client
+        .post(url)
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", forwarded_for)
+        .header(http::header::ACCEPT, "application/json")
+        .body(form_body)
+        .timeout(timeout)
+        .send();
+    let answer = bounded(send, timeout).await?;
+    if !answer.status.is_success() {
+        return Err(TenantApiError::Status(answer.status.as_u16()));
+    }
+    PaymentRequest::from_json(&answer.body)
+}
+
+/// What a remote answered, read whole (and bounded).
+pub struct Answer {
+    pub status: http::StatusCode,
+    pub content_type: Option<http::HeaderValue>,
+    pub location: Option<http::HeaderValue>,
+    pub body: Bytes,
+}
+
+/// CVS: posts the payment form to the provider server-side.
+pub async fn post_cvs(
+    client: &reqwest::Client,
+    payment: &PaymentRequest,
+    timeout: Duration,
+) -> Result<Answer, TenantApiError> {
+    let send = client
+        .post(payment.payment_url.clone())
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(crate::form::encode(payment.field_pairs()))
+        .timeout(timeout)
+        .send();
+    bounded(send, timeout).await
+}
+
+/// Sends, then reads the answer up to [`MAX_ANSWER_BYTES`].
+async fn bounded(
+    send: impl Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    timeout: Duration,
+) -> Result<Answer, TenantApiError> {
+    let classify = |e: reqwest::Error| {
+        if e.is_timeout() { TenantApiError::Timeout(timeout) } else { TenantApiError::Unreachable(e) }
+    };
+    let mut response = send.await.map_err(classify)?;
+    let status = response.status();
+    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+    let location = response.headers().get(http::header::LOCATION).cloned();
+    if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(TenantApiError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(TenantApiError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer { status, content_type, location, body: body.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_and_number_text() {
+        let body = br#"{"payment_url":"https://payment-stage.funpoint.com.tw/Cashier/AioCheckOut/V5",
+            "payment_value":{"Z":"1","TotalAmount":100,"A":1.50,"B":true,"C":null,"D":"\u4ea4"}}"#;
+        let p = PaymentRequest::from_json(body).unwrap();
+        let got: Vec<_> = p.field_pairs().collect();
+        assert_eq!(got, vec![("Z", "1"), ("TotalAmount", "100"), ("A", "1.50"), ("B", "true"), ("C", ""), ("D", "交")]);
+        assert_eq!(p.raw_value.get(), r#"{"Z":"1","TotalAmount":100,"A":1.50,"B":true,"C":null,"D":"\u4ea4"}"#);
+        assert_eq!(p.payment_origin.as_str(), "https://payment-stage.funpoint.com.tw");
+    }
+
+    #[test]
+    fn refuses_incomplete_answers() {
+        let err = |b: &str| PaymentRequest::from_json(b.as_bytes()).unwrap_err().to_string();
+        assert!(err("not json").contains("not JSON"));
+        assert!(PaymentRequest::from_json(b"[]").is_err());
+        assert!(err(r#"{"payment_value":{}}"#).contains("payment_url"));
+        assert!(err(r#"{"payment_url":5,"payment_value":{}}"#).contains("payment_url"));
+        assert!(err(r#"{"payment_url":"https://x.tw"}"#).contains("payment_value"));
+        assert!(err(r#"{"payment_url":"https://x.tw","payment_value":[1]}"#).contains("payment_value"));
+        assert!(err(r#"{"payment_url":"javascript:alert(1)","payment_value":{}}"#).contains("payment_url"));
+        assert!(err(r#"{"payment_url":"/relative","payment_value":{}}"#).contains("payment_url"));
+    }
+}

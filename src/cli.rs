@@ -1,0 +1,300 @@
+//! The four commands of SPEC §1. `main.rs` only dispatches here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::domain::{CheckMac, HashAlgorithm, HashKeys, Secret};
+use crate::routing::{self, Provider};
+use crate::startup::{self, Application};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "payrelay", version, about = "Payment gateway relay for Taiwanese payment providers")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Validate the config and print the routing table (never a secret).
+    Check(ConfigArg),
+    /// Dry run: which tenant would a callback with these fields go to?
+    Route(RouteArgs),
+    /// Print the CheckMacValue of some fields.
+    Checkmac(CheckmacArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The routing table.
+    #[arg(long, default_value = "routes.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Overrides [server].listen.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// funpoint
+    pub provider: String,
+    /// Callback fields as KEY=VALUE; `tenant=ID` stands for the tenant named
+    /// in the callback path (/{provider}/notify/{tenant_id}).
+    #[arg(value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckmacArgs {
+    #[arg(long)]
+    pub hash_key: String,
+    #[arg(long)]
+    pub hash_iv: String,
+    /// MD5 (legacy EncryptType=0) instead of SHA-256.
+    #[arg(long)]
+    pub md5: bool,
+    #[arg(value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
+}
+
+fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        for problem in e.problems() {
+            eprintln!("{}: {problem}", path.display());
+        }
+        ExitCode::FAILURE
+    })
+}
+
+fn split_fields(fields: &[String]) -> Result<Vec<(String, String)>, ExitCode> {
+    fields
+        .iter()
+        .map(|f| {
+            f.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| {
+                eprintln!("{f:?} is not KEY=VALUE");
+                ExitCode::FAILURE
+            })
+        })
+        .collect()
+}
+
+pub async fn serve(args: ServeArgs) -> ExitCode {
+    let path = args.config.config;
+    let mut config = match load_or_report(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = app.state();
+    tokio::spawn(reload_on_sighup(state, path));
+    app.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: crate::http::AppState, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; reload is off");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match startup::reload(&state, &path) {
+            Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
+            Err(e) => {
+                tracing::error!(config = %path.display(), problems = %e, "config reload refused; the old table stays in force")
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_: crate::http::AppState, _: PathBuf) {}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+pub fn check(args: &ConfigArg) -> ExitCode {
+    match load_or_report(&args.config) {
+        Ok(config) => {
+            print!("{}", describe(&config));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// The routing table as `check` prints it: everything an operator needs to
+/// see where traffic goes, and no secret (keys show only as "set").
+pub fn describe(config: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let s = &config.server;
+    let _ = writeln!(out, "listen         {}", s.listen);
+    let _ = writeln!(out, "storage        {}", config.storage.url.display_masked());
+    let _ = writeln!(out, "legacy paths   {}", if s.legacy_paths { "on" } else { "off" });
+    let _ = writeln!(out, "admin          {}", if config.admin.token.is_some() { "on (token set)" } else { "off" });
+    let origins: Vec<&str> = config.table.funpoint.payment_origins.iter().map(|o| o.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "funpoint       payment origins {}; order suffix length {}",
+        origins.join(", "),
+        config.table.funpoint.order_suffix_len
+    );
+    let _ = writeln!(out, "tenants        {}", config.table.tenants().len());
+    for t in config.table.tenants() {
+        let _ = writeln!(out, "\ntenant {}", t.id);
+        let _ = writeln!(out, "  base_url      {}", t.base_url.as_str());
+        let _ = writeln!(
+            out,
+            "  domain codes  {}",
+            if t.domain_codes.is_empty() { "-".into() } else { t.domain_codes.join(", ") }
+        );
+        let _ = writeln!(out, "  order suffix  {}", t.order_suffix.as_deref().unwrap_or("-"));
+        let origins: Vec<&str> = t.origins.iter().map(|o| o.as_str()).collect();
+        let _ = writeln!(out, "  origins       {}", if origins.is_empty() { "-".into() } else { origins.join(", ") });
+        let _ = writeln!(
+            out,
+            "  ack           {}{}{}",
+            match t.ack {
+                config::AckMode::Stored => "stored",
+                config::AckMode::Delivered => "delivered",
+            },
+            if t.forward_secret.is_some() { "; deliveries signed" } else { "" },
+            if t.drop_simulated { "; simulated payments dropped" } else { "" },
+        );
+        if let Some(f) = &t.funpoint {
+            let _ = writeln!(
+                out,
+                "  funpoint      merchant_id {}; CheckMacValue {}",
+                f.merchant_id.as_deref().unwrap_or("(any)"),
+                if f.keys.is_some() { "verified (keys set)" } else { "not verified" }
+            );
+            let _ = writeln!(out, "                api    {}", t.base_url.join(&f.api_path));
+            let _ = writeln!(out, "                notify {}", t.base_url.join(&f.notify_path));
+            let _ = writeln!(out, "                result {}", t.base_url.join(&f.result_path));
+        }
+        if let Some(o) = &t.oen {
+            let _ = writeln!(
+                out,
+                "  oen           merchant_id {}; notify {}",
+                o.merchant_id.as_deref().unwrap_or("(path only)"),
+                t.base_url.join(&o.notify_path)
+            );
+        }
+        if let Some(s) = &t.sinopac {
+            let _ = writeln!(
+                out,
+                "  sinopac       shop_no {}; notify {}; return {}",
+                s.shop_no.as_deref().unwrap_or("(path only)"),
+                t.base_url.join(&s.notify_path),
+                t.base_url.join(&s.return_path)
+            );
+        }
+        if let Some(tp) = &t.tappay {
+            let _ = writeln!(
+                out,
+                "  tappay        notify {}; return {}",
+                t.base_url.join(&tp.notify_path),
+                t.base_url.join(&tp.return_path)
+            );
+        }
+    }
+    out
+}
+
+pub fn route(args: &RouteArgs) -> ExitCode {
+    let config = match load_or_report(&args.config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let fields = match split_fields(&args.fields) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let get = |name: &str| fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let path_tenant = get("tenant");
+    let result = match Provider::parse(&args.provider) {
+        Some(Provider::Funpoint) => routing::funpoint(&config.table, get("MerchantTradeNo"), path_tenant),
+        None => {
+            let known: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
+            eprintln!("unknown provider {:?} (known: {})", args.provider, known.join(", "));
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(m) => {
+            println!("tenant {} (matched by {})", m.tenant.id, m.matched_by);
+            if let (Some(f), Some(given)) = (&m.tenant.funpoint, get("MerchantID"))
+                && let Some(expected) = &f.merchant_id
+                && expected != given
+            {
+                println!(
+                    "note: MerchantID {given:?} differs from the tenant's {expected:?}: the callback would be rejected"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("no tenant: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn checkmac(args: &CheckmacArgs) -> ExitCode {
+    let fields = match split_fields(&args.fields) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let keys = HashKeys { key: Secret::new(args.hash_key.clone()), iv: Secret::new(args.hash_iv.clone()) };
+    let alg = if args.md5 { HashAlgorithm::Md5 } else { HashAlgorithm::Sha256 };
+    let mac = CheckMac::compute(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())), &keys, alg);
+    println!("{}", mac.as_str());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,117 @@
+//! routes.toml: read the file, substitute `${VAR}`s, deserialize into the
+//! raw mirror (collecting unknown keys), then validate into [`Config`].
+//! `check`, `serve` and SIGHUP all go through [`load`].
+
+mod env;
+mod raw;
+mod table;
+
+use std::path::Path;
+
+pub use table::{
+    AckMode, AdminConfig, BaseUrl, Config, DeliveryConfig, FunpointSettings, FunpointTenant, OenTenant, RoutingTable,
+    ServerConfig, SinopacTenant, StorageConfig, StorageUrl, TapPayTenant, Tenant, suffix_of,
+};
+
+/// Why a config cannot be used: every problem, one per line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Self::Read { .. } => vec![self.to_string()],
+            Self::Invalid(p) => p.clone(),
+        }
+    }
+}
+
+/// Loads and validates the file at `path`, reading `${VAR}`s from the
+/// process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    parse(&text, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text; `env` answers for `${VAR}`s (tests pass their own).
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut doc: toml::Table = toml::from_str(text)
+        .map_err(|e| ConfigError::Invalid(vec![format!("not valid TOML: {}", e.to_string().trim())]))?;
+
+    let mut problems = Vec::new();
+    for (key, value) in doc.iter_mut() {
+        substitute_all(key, value, env, &mut problems);
+    }
+
+    let mut unknown = Vec::new();
+    let names = tenant_names(&doc);
+    let raw: Result<raw::RawConfig, _> = serde_ignored::deserialize(toml::Value::Table(doc), |path| {
+        unknown.push(describe_path(&path.to_string(), &names))
+    });
+    for key in unknown {
+        problems.push(format!("{key}: unknown key"));
+    }
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(e) => {
+            problems.push(e.to_string().trim().to_owned());
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
+    match Config::try_from(raw) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError::Invalid(problems)),
+        Err(more) => {
+            problems.extend(more);
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+fn substitute_all(at: &str, value: &mut toml::Value, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) => match env::substitute(s, env) {
+            Ok(v) => *s = v,
+            Err(e) => problems.push(format!("{at}: {e}")),
+        },
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                substitute_all(&format!("{at}[{i}]"), v, env, problems);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                substitute_all(&format!("{at}.{k}"), v, env, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The tenants' ids by position, to name a tenant in an unknown-key message.
+fn tenant_names(doc: &toml::Table) -> Vec<String> {
+    doc.get("tenants")
+        .and_then(|t| t.as_array())
+        .map(|ts| ts.iter().map(|t| t.get("id").and_then(|id| id.as_str()).unwrap_or("?").to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// `tenants.2.funpoint.hash_kye` → `tenant "ro": funpoint.hash_kye`.
+fn describe_path(path: &str, names: &[String]) -> String {
+    if let Some(rest) = path.strip_prefix("tenants.") {
+        let (index, key) = rest.split_once('.').unwrap_or((rest, ""));
+        if let Some(name) = index.parse::<usize>().ok().and_then(|i| names.get(i)) {
+            return format!("tenant {name:?}: {key}");
+        }
+    }
+    path.to_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+//! A serde mirror of routes.toml, field for field, with the defaults of
+//! SPEC §2. Nothing here is validated; `super::table` does that. Unknown
+//! keys are collected by `serde_ignored` in `super::load` so that every
+//! typo in the file is reported at once.
+
+use serde::Deserialize;
+
+fn yes() -> bool {
+    true
+}
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub providers: RawProviders,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawServer {
+    #[serde(default = "RawServer::default_listen")]
+    pub listen: String,
+    #[serde(default = "RawServer::default_max_body")]
+    pub max_body_bytes: u64,
+    #[serde(default = "RawServer::default_request_timeout")]
+    pub request_timeout: String,
+    #[serde(default = "yes")]
+    pub legacy_paths: bool,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl RawServer {
+    fn default_listen() -> String {
+        s("127.0.0.1:8080")
+    }
+    fn default_max_body() -> u64 {
+        65536
+    }
+    fn default_request_timeout() -> String {
+        s("15s")
+    }
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: Self::default_listen(),
+            max_body_bytes: Self::default_max_body(),
+            request_timeout: Self::default_request_timeout(),
+            legacy_paths: true,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawStorage {
+    #[serde(default = "RawStorage::default_url")]
+    pub url: String,
+    #[serde(default = "RawStorage::default_retention")]
+    pub retention: String,
+    #[serde(default = "RawStorage::default_keep_rejected")]
+    pub keep_rejected: u64,
+    #[serde(default = "RawStorage::default_lease")]
+    pub lease: String,
+}
+
+impl RawStorage {
+    fn default_url() -> String {
+        s("sqlite://data/payrelay.db")
+    }
+    fn default_retention() -> String {
+        s("90d")
+    }
+    fn default_keep_rejected() -> u64 {
+        10_000
+    }
+    fn default_lease() -> String {
+        s("30s")
+    }
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            url: Self::default_url(),
+            retention: Self::default_retention(),
+            keep_rejected: Self::default_keep_rejected(),
+            lease: Self::default_lease(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawDelivery {
+    #[serde(default = "RawDelivery::default_timeout")]
+    pub timeout: String,
+    #[serde(default = "RawDelivery::default_retry")]
+    pub retry: Vec<String>,
+    #[serde(default = "RawDelivery::default_dedup_window")]
+    pub dedup_window: String,
+    #[serde(default = "RawDelivery::default_inline_timeout")]
+    pub inline_timeout: String,
+}
+
+impl RawDelivery {
+    fn default_timeout() -> String {
+        s("10s")
+    }
+    fn default_retry() -> Vec<String> {
+        ["10s", "1m", "5m", "30m", "2h", "6h", "12h", "24h"].map(s).to_vec()
+    }
+    fn default_dedup_window() -> String {
+        s("7d")
+    }
+    fn default_inline_timeout() -> String {
+        s("5s")
+    }
+}
+
+impl Default for RawDelivery {
+    fn default() -> Self {
+        Self {
+            timeout: Self::default_timeout(),
+            retry: Self::default_retry(),
+            dedup_window: Self::default_dedup_window(),
+            inline_timeout: Self::default_inline_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct RawAdmin {
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct RawProviders {
+    #[serde(default)]
+    pub funpoint: RawFunpointProvider,
+    #[serde(default)]
+    pub tappay: RawSuffixProvider,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawFunpointProvider {
+    #[serde(default = "RawFunpointProvider::default_origins")]
+    pub payment_origins: Vec<String>,
+    #[serde(default = "two")]
+    pub order_suffix_len: u64,
+}
+
+fn two() -> u64 {
+    2
+}
+
+impl RawFunpointProvider {
+    fn default_origins() -> Vec<String> {
+        vec![s("https://payment.funpoint.com.tw"), s("https://payment-stage.funpoint.com.tw")]
+    }
+}
+
+impl Default for RawFunpointProvider {
+    fn default() -> Self {
+        Self { payment_origins: Self::default_origins(), order_suffix_len: 2 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawSuffixProvider {
+    #[serde(default = "two")]
+    pub order_suffix_len: u64,
+}
+
+impl Default for RawSuffixProvider {
+    fn default() -> Self {
+        Self { order_suffix_len: 2 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawTenant {
+    pub id: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub domain_codes: Vec<String>,
+    pub order_suffix: Option<String>,
+    #[serde(default)]
+    pub origins: Vec<String>,
+    #[serde(default = "RawTenant::default_ack")]
+    pub ack: String,
+    pub forward_secret: Option<String>,
+    #[serde(default)]
+    pub drop_simulated: bool,
+    pub funpoint: Option<RawTenantFunpoint>,
+    pub oen: Option<RawTenantOen>,
+    pub sinopac: Option<RawTenantSinopac>,
+    pub tappay: Option<RawTenantTapPay>,
+}
+
+impl RawTenant {
+    fn default_ack() -> String {
+        s("stored")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawTenantFunpoint {
+    pub merchant_id: Option<String>,
+    pub hash_key: Option<String>,
+    pub hash_iv: Option<String>,
+    #[serde(default = "RawTenantFunpoint::default_api_path")]
+    pub api_path: String,
+    #[serde(default = "RawTenantFunpoint::default_notify_path")]
+    pub notify_path: String,
+    #[serde(default = "RawTenantFunpoint::default_result_path")]
+    pub result_path: String,
+}
+
+impl RawTenantFunpoint {
+    fn default_api_path() -> String {
+        s("/funpoint_api.php?action=funpoint")
+    }
+    fn default_notify_path() -> String {
+        s("/funpoint_r.php")
+    }
+    fn default_result_path() -> String {
+        s("/funpoint_payok.php")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawTenantOen {
+    pub merchant_id: Option<String>,
+    #[serde(default = "RawTenantOen::default_notify_path")]
+    pub notify_path: String,
+}
+
+impl RawTenantOen {
+    fn default_notify_path() -> String {
+        s("/oen/notify")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawTenantSinopac {
+    pub shop_no: Option<String>,
+    #[serde(default = "RawTenantSinopac::default_notify_path")]
+    pub notify_path: String,
+    #[serde(default = "RawTenantSinopac::default_return_path")]
+    pub return_path: String,
+}
+
+impl RawTenantSinopac {
+    fn default_notify_path() -> String {
+        s("/sinopac/notify")
+    }
+    fn default_return_path() -> String {
+        s("/sinopac/return")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawTenantTapPay {
+    #[serde(default = "RawTenantTapPay::default_notify_path")]
+    pub notify_path: String,
+    #[serde(default = "RawTenantTapPay::default_return_path")]
+    pub return_path: String,
+}
+
+impl RawTenantTapPay {
+    fn default_notify_path() -> String {
+        s("/tappay/notify")
+    }
+    fn default_return_path() -> String {
+        s("/tappay/return")
+    }
+}

@@ -1,0 +1,562 @@
+//! The validated, typed configuration: what `serve` runs on and what a
+//! SIGHUP swaps whole. Built from [`RawConfig`] by `TryFrom`, which reports
+//! every problem of the file at once, naming the tenant and field.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use reqwest::Url;
+
+use super::raw::*;
+use crate::domain::{ConfigDuration, ForwardSecret, HashKeys, Origin, Secret, TenantId};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub delivery: DeliveryConfig,
+    pub admin: AdminConfig,
+    pub table: RoutingTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub legacy_paths: bool,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub url: StorageUrl,
+    pub retention: Duration,
+    pub keep_rejected: u64,
+    pub lease: Duration,
+}
+
+/// Where callbacks are stored. A PostgreSQL URL may hold a password, so it
+/// is kept as a secret and shown with the password masked.
+#[derive(Debug, Clone)]
+pub enum StorageUrl {
+    Sqlite { path: PathBuf },
+    Postgres(Secret),
+}
+
+impl StorageUrl {
+    fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err("a sqlite URL needs a file path (an in-memory store is not durable)".into());
+            }
+            Ok(Self::Sqlite { path: PathBuf::from(path) })
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Url::parse(s).map_err(|e| format!("not a valid postgres URL: {e}"))?;
+            Ok(Self::Postgres(Secret::new(s)))
+        } else {
+            Err("must start with sqlite:// or postgres://".into())
+        }
+    }
+
+    /// For `check` and logs: the URL with any password replaced by `***`.
+    pub fn display_masked(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Self::Postgres(secret) => match Url::parse(secret.expose()) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    url.to_string()
+                }
+                Err(_) => "postgres://***".into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub timeout: Duration,
+    pub retry: Vec<Duration>,
+    pub dedup_window: Duration,
+    pub inline_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None`: the console and admin API answer 404.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Answer the provider once the callback is committed.
+    Stored,
+    /// Hold the answer until the first delivery attempt ends (SPEC §3.3 step 5).
+    Delivered,
+}
+
+/// A tenant's base URL, absolute http(s), kept without a trailing slash so
+/// that `join` is the plain concatenation SPEC §2 describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    text: String,
+    origin: Origin,
+}
+
+impl BaseUrl {
+    fn parse(s: &str, allow_http: bool) -> Result<Self, String> {
+        let url = Url::parse(s).map_err(|e| format!("{s:?} is not an absolute URL: {e}"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if allow_http => {}
+            "http" => return Err(format!("{s:?} is http; use https or set allow_http = true")),
+            other => return Err(format!("{s:?} has scheme {other:?}; use https")),
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("{s:?} must not have a query or fragment"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("{s:?} must not carry credentials"));
+        }
+        let origin = Origin::of_url(&url).ok_or_else(|| format!("{s:?} has no host"))?;
+        let text = url.as_str().trim_end_matches('/').to_owned();
+        Ok(Self { text, origin })
+    }
+
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{}", self.text, path)
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub base_url: BaseUrl,
+    pub domain_codes: Vec<String>,
+    pub order_suffix: Option<String>,
+    pub origins: Vec<Origin>,
+    pub ack: AckMode,
+    pub forward_secret: Option<ForwardSecret>,
+    pub drop_simulated: bool,
+    pub funpoint: Option<FunpointTenant>,
+    pub oen: Option<OenTenant>,
+    pub sinopac: Option<SinopacTenant>,
+    pub tappay: Option<TapPayTenant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FunpointTenant {
+    pub merchant_id: Option<String>,
+    pub keys: Option<HashKeys>,
+    pub api_path: String,
+    pub notify_path: String,
+    pub result_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OenTenant {
+    pub merchant_id: Option<String>,
+    pub notify_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinopacTenant {
+    pub shop_no: Option<String>,
+    pub notify_path: String,
+    pub return_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TapPayTenant {
+    pub notify_path: String,
+    pub return_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FunpointSettings {
+    pub payment_origins: Vec<Origin>,
+    pub order_suffix_len: usize,
+}
+
+/// The tenants and the indexes callbacks and checkouts are routed by.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    pub funpoint: FunpointSettings,
+    pub tappay_suffix_len: usize,
+    tenants: Vec<Tenant>,
+    by_id: HashMap<TenantId, usize>,
+    by_domain: HashMap<String, usize>,
+    funpoint_by_suffix: HashMap<String, usize>,
+    tappay_by_suffix: HashMap<String, usize>,
+    oen_by_merchant: HashMap<String, usize>,
+    sinopac_by_shop: HashMap<String, usize>,
+}
+
+/// The last `n` characters of `s`, or `None` when it is shorter.
+pub fn suffix_of(s: &str, n: usize) -> Option<&str> {
+    let start = s.char_indices().rev().nth(n.checked_sub(1)?)?.0;
+    Some(&s[start..])
+}
+
+impl RoutingTable {
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        let id = TenantId::parse(id).ok()?;
+        self.by_id.get(&id).map(|&i| &self.tenants[i])
+    }
+
+    pub fn by_domain_code(&self, code: &str) -> Option<&Tenant> {
+        self.by_domain.get(code).map(|&i| &self.tenants[i])
+    }
+
+    /// The Funpoint tenant whose order suffix ends `order_no`.
+    pub fn funpoint_by_order(&self, order_no: &str) -> Option<&Tenant> {
+        let suffix = suffix_of(order_no, self.funpoint.order_suffix_len)?;
+        self.funpoint_by_suffix.get(suffix).map(|&i| &self.tenants[i])
+    }
+
+    pub fn tappay_by_order(&self, order_no: &str) -> Option<&Tenant> {
+        let suffix = suffix_of(order_no, self.tappay_suffix_len)?;
+        self.tappay_by_suffix.get(suffix).map(|&i| &self.tenants[i])
+    }
+
+    pub fn oen_by_merchant(&self, merchant_id: &str) -> Option<&Tenant> {
+        self.oen_by_merchant.get(merchant_id).map(|&i| &self.tenants[i])
+    }
+
+    pub fn sinopac_by_shop(&self, shop_no: &str) -> Option<&Tenant> {
+        self.sinopac_by_shop.get(shop_no).map(|&i| &self.tenants[i])
+    }
+
+    /// Is `origin` one of any tenant's origins? (CORS on checkout.json.)
+    pub fn is_any_tenant_origin(&self, origin: &str) -> bool {
+        self.tenants.iter().any(|t| t.origins.iter().any(|o| o.as_str() == origin))
+    }
+}
+
+/// Every problem found, each naming where it is.
+#[derive(Debug, Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, at: impl std::fmt::Display, msg: impl std::fmt::Display) {
+        self.0.push(format!("{at}: {msg}"));
+    }
+
+    /// Keeps the value of `r`, or records its error and gives `None`.
+    fn take<T>(&mut self, at: impl std::fmt::Display, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.push(at, e)).ok()
+    }
+
+    fn duration(&mut self, at: &str, s: &str) -> Duration {
+        self.take(at, ConfigDuration::parse(s)).map(|d| d.0).unwrap_or_default()
+    }
+}
+
+fn check_path(p: &mut Problems, at: String, path: String) -> String {
+    if !path.starts_with('/') {
+        p.push(at, format!("{path:?} must start with '/'"));
+    }
+    path
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = Vec<String>;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let mut p = Problems::default();
+
+        let server = ServerConfig {
+            listen: p
+                .take(
+                    "server.listen",
+                    raw.server.listen.parse().map_err(|_| format!("{:?} is not address:port", raw.server.listen)),
+                )
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            max_body_bytes: match usize::try_from(raw.server.max_body_bytes) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    p.push("server.max_body_bytes", "must be a positive number of bytes");
+                    1
+                }
+            },
+            request_timeout: p.duration("server.request_timeout", &raw.server.request_timeout),
+            legacy_paths: raw.server.legacy_paths,
+            trusted_proxies: raw
+                .server
+                .trusted_proxies
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| p.take(format!("server.trusted_proxies[{i}]"), parse_cidr(s)))
+                .collect(),
+        };
+        if server.request_timeout.is_zero() {
+            p.push("server.request_timeout", "must be longer than 0");
+        }
+
+        let storage = StorageConfig {
+            url: p
+                .take("storage.url", StorageUrl::parse(&raw.storage.url))
+                .unwrap_or(StorageUrl::Sqlite { path: "data/payrelay.db".into() }),
+            retention: p.duration("storage.retention", &raw.storage.retention),
+            keep_rejected: raw.storage.keep_rejected,
+            lease: p.duration("storage.lease", &raw.storage.lease),
+        };
+        if storage.lease.is_zero() {
+            p.push("storage.lease", "must be longer than 0");
+        }
+
+        let delivery = DeliveryConfig {
+            timeout: p.duration("delivery.timeout", &raw.delivery.timeout),
+            retry: raw
+                .delivery
+                .retry
+                .iter()
+                .enumerate()
+                .map(|(i, s)| p.duration(&format!("delivery.retry[{i}]"), s))
+                .collect(),
+            dedup_window: p.duration("delivery.dedup_window", &raw.delivery.dedup_window),
+            inline_timeout: p.duration("delivery.inline_timeout", &raw.delivery.inline_timeout),
+        };
+        if delivery.timeout.is_zero() {
+            p.push("delivery.timeout", "must be longer than 0");
+        }
+
+        let admin = AdminConfig { token: non_empty(raw.admin.token).map(Secret::new) };
+
+        let funpoint = FunpointSettings {
+            payment_origins: raw
+                .providers
+                .funpoint
+                .payment_origins
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| p.take(format!("providers.funpoint.payment_origins[{i}]"), Origin::parse(s)))
+                .collect(),
+            order_suffix_len: suffix_len(
+                &mut p,
+                "providers.funpoint.order_suffix_len",
+                raw.providers.funpoint.order_suffix_len,
+            ),
+        };
+        let tappay_suffix_len =
+            suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
+
+        let tenants: Vec<Tenant> =
+            raw.tenants.into_iter().enumerate().filter_map(|(i, t)| tenant(&mut p, i, t)).collect();
+
+        let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
+
+        if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table }) } else { Err(p.0) }
+    }
+}
+
+fn suffix_len(p: &mut Problems, at: &str, n: u64) -> usize {
+    match usize::try_from(n) {
+        Ok(n @ 1..=32) => n,
+        _ => {
+            p.push(at, "must be between 1 and 32");
+            2
+        }
+    }
+}
+
+/// Validates one tenant's own fields; cross-tenant rules are in `index`.
+fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Option<Tenant> {
+    let at = if t.id.is_empty() { format!("tenants[{i}]") } else { format!("tenant {:?}", t.id) };
+    let id = p.take(format!("{at}: id"), TenantId::parse(&t.id));
+    let base_url = p.take(format!("{at}: base_url"), BaseUrl::parse(&t.base_url, t.allow_http));
+    let origins = t.origins.iter().filter_map(|o| p.take(format!("{at}: origins"), Origin::parse(o))).collect();
+    for code in &t.domain_codes {
+        if code.is_empty() {
+            p.push(format!("{at}: domain_codes"), "an empty domain code is never sent");
+        }
+    }
+    if let Some(s) = &t.order_suffix
+        && s.is_empty()
+    {
+        p.push(format!("{at}: order_suffix"), "must not be empty (leave it out instead)");
+    }
+    let ack = match t.ack.as_str() {
+        "stored" => AckMode::Stored,
+        "delivered" => AckMode::Delivered,
+        other => {
+            p.push(format!("{at}: ack"), format!("{other:?} must be \"stored\" or \"delivered\""));
+            AckMode::Stored
+        }
+    };
+    let forward_secret = t
+        .forward_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| p.take(format!("{at}: forward_secret"), ForwardSecret::parse(s)));
+
+    let funpoint = t.funpoint.map(|f| {
+        let keys = match (non_empty(f.hash_key), non_empty(f.hash_iv)) {
+            (Some(key), Some(iv)) => Some(HashKeys { key: Secret::new(key), iv: Secret::new(iv) }),
+            (None, None) => None,
+            (Some(_), None) => {
+                p.push(format!("{at}: funpoint.hash_iv"), "hash_key is set but hash_iv is not; set both or neither");
+                None
+            }
+            (None, Some(_)) => {
+                p.push(format!("{at}: funpoint.hash_key"), "hash_iv is set but hash_key is not; set both or neither");
+                None
+            }
+        };
+        FunpointTenant {
+            merchant_id: non_empty(f.merchant_id),
+            keys,
+            api_path: check_path(p, format!("{at}: funpoint.api_path"), f.api_path),
+            notify_path: check_path(p, format!("{at}: funpoint.notify_path"), f.notify_path),
+            result_path: check_path(p, format!("{at}: funpoint.result_path"), f.result_path),
+        }
+    });
+    let oen = t.oen.map(|o| OenTenant {
+        merchant_id: non_empty(o.merchant_id),
+        notify_path: check_path(p, format!("{at}: oen.notify_path"), o.notify_path),
+    });
+    let sinopac = t.sinopac.map(|s| SinopacTenant {
+        shop_no: non_empty(s.shop_no),
+        notify_path: check_path(p, format!("{at}: sinopac.notify_path"), s.notify_path),
+        return_path: check_path(p, format!("{at}: sinopac.return_path"), s.return_path),
+    });
+    let tappay = t.tappay.map(|s| TapPayTenant {
+        notify_path: check_path(p, format!("{at}: tappay.notify_path"), s.notify_path),
+        return_path: check_path(p, format!("{at}: tappay.return_path"), s.return_path),
+    });
+
+    Some(Tenant {
+        id: id?,
+        base_url: base_url?,
+        domain_codes: t.domain_codes,
+        order_suffix: t.order_suffix,
+        origins,
+        ack,
+        forward_secret,
+        drop_simulated: t.drop_simulated,
+        funpoint,
+        oen,
+        sinopac,
+        tappay,
+    })
+}
+
+/// Builds the lookup indexes, reporting every value two tenants claim.
+fn index(p: &mut Problems, funpoint: FunpointSettings, tappay_suffix_len: usize, tenants: Vec<Tenant>) -> RoutingTable {
+    fn claim(p: &mut Problems, map: &mut HashMap<String, usize>, tenants: &[Tenant], what: &str, key: &str, i: usize) {
+        if let Some(&other) = map.get(key) {
+            p.push(
+                format!("tenants {:?} and {:?}", tenants[other].id.as_str(), tenants[i].id.as_str()),
+                format!("both claim {what} {key:?}"),
+            );
+        } else {
+            map.insert(key.to_owned(), i);
+        }
+    }
+
+    let mut by_id = HashMap::new();
+    let mut by_domain = HashMap::new();
+    let mut all_suffixes = HashMap::new();
+    let mut funpoint_by_suffix = HashMap::new();
+    let mut tappay_by_suffix = HashMap::new();
+    let mut oen_by_merchant = HashMap::new();
+    let mut sinopac_by_shop = HashMap::new();
+
+    for (i, t) in tenants.iter().enumerate() {
+        if by_id.contains_key(&t.id) {
+            p.push(format!("tenant {:?}", t.id.as_str()), "the id is used by more than one tenant");
+        } else {
+            by_id.insert(t.id.clone(), i);
+        }
+        for code in &t.domain_codes {
+            claim(p, &mut by_domain, &tenants, "domain code", code, i);
+        }
+        if let Some(suffix) = &t.order_suffix {
+            claim(p, &mut all_suffixes, &tenants, "order suffix", suffix, i);
+            let len = suffix.chars().count();
+            if t.funpoint.is_some() {
+                if len != funpoint.order_suffix_len {
+                    p.push(
+                        format!("tenant {:?}: order_suffix", t.id.as_str()),
+                        format!(
+                            "{suffix:?} has {len} characters but providers.funpoint.order_suffix_len is {}",
+                            funpoint.order_suffix_len
+                        ),
+                    );
+                }
+                funpoint_by_suffix.entry(suffix.clone()).or_insert(i);
+            }
+            if t.tappay.is_some() {
+                if len != tappay_suffix_len {
+                    p.push(
+                        format!("tenant {:?}: order_suffix", t.id.as_str()),
+                        format!("{suffix:?} has {len} characters but providers.tappay.order_suffix_len is {tappay_suffix_len}"),
+                    );
+                }
+                tappay_by_suffix.entry(suffix.clone()).or_insert(i);
+            }
+        }
+        if let Some(m) = t.oen.as_ref().and_then(|o| o.merchant_id.as_ref()) {
+            claim(p, &mut oen_by_merchant, &tenants, "[tenants.oen] merchant_id", m, i);
+        }
+        if let Some(s) = t.sinopac.as_ref().and_then(|s| s.shop_no.as_ref()) {
+            claim(p, &mut sinopac_by_shop, &tenants, "[tenants.sinopac] shop_no", s, i);
+        }
+    }
+
+    RoutingTable {
+        funpoint,
+        tappay_suffix_len,
+        tenants,
+        by_id,
+        by_domain,
+        funpoint_by_suffix,
+        tappay_by_suffix,
+        oen_by_merchant,
+        sinopac_by_shop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suffix_of;
+
+    #[test]
+    fn suffix_counts_characters() {
+        assert_eq!(suffix_of("FP24112215304502", 2), Some("02"));
+        assert_eq!(suffix_of("訂單01", 2), Some("01"));
+        assert_eq!(suffix_of("單號", 1), Some("號"));
+        assert_eq!(suffix_of("1", 2), None);
+        assert_eq!(suffix_of("12", 2), Some("12"));
+        assert_eq!(suffix_of("abc", 0), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! Funpoint's (ECPay "AIO") CheckMacValue: a plain SHA-256 or MD5 over the
+//! sorted, .NET-URL-encoded, lower-cased fields wrapped in HashKey/HashIV.
+//! See `../shared/vectors/README.md` for the algorithm this follows step by step.
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::Secret;
+
+/// The field that carries the MAC; never part of its own input.
+pub const FIELD: &str = "CheckMacValue";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// `EncryptType=1`, what Funpoint requires.
+    Sha256,
+    /// Legacy `EncryptType=0`.
+    Md5,
+}
+
+/// A tenant's HashKey/HashIV pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashKeys {
+    pub key: Secret,
+    pub iv: Secret,
+}
+
+/// A computed CheckMacValue: upper-case hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckMac(String);
+
+impl CheckMac {
+    /// Computes the MAC of `fields` (every field present, in any order;
+    /// a `CheckMacValue` among them is skipped).
+    pub fn compute<'a, I>(fields: I, keys: &HashKeys, alg: HashAlgorithm) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut pairs: Vec<(&str, &str)> = fields.into_iter().filter(|(k, _)| *k != FIELD).collect();
+        // PHP strcasecmp: ASCII-lower-cased keys compared byte by byte. The
+        // sort is stable, so keys equal but for case keep their order.
+        pairs.sort_by(|a, b| {
+            let la = a.0.bytes().map(|c| c.to_ascii_lowercase());
+            let lb = b.0.bytes().map(|c| c.to_ascii_lowercase());
+            la.cmp(lb)
+        });
+
+        let mut raw = String::with_capacity(64 + pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
+        raw.push_str("HashKey=");
+        raw.push_str(keys.key.expose());
+        for (k, v) in &pairs {
+            raw.push('&');
+            raw.push_str(k);
+            raw.push('=');
+            raw.push_str(v);
+        }
+        raw.push_str("&HashIV=");
+        raw.push_str(keys.iv.expose());
+
+        let encoded = dotnet_url_encode_lower(&raw);
+        let hex = match alg {
+            HashAlgorithm::Sha256 => hex::encode_upper(Sha256::digest(encoded.as_bytes())),
+            HashAlgorithm::Md5 => hex::encode_upper(Md5::digest(encoded.as_bytes())),
+        };
+        Self(hex)
+    }
+
+    /// Checks a received CheckMacValue against `fields` in constant time.
+    /// The algorithm follows from the length: 64 hex digits SHA-256, 32 MD5;
+    /// anything else is wrong.
+    pub fn verify<'a, I>(fields: I, keys: &HashKeys, received: &str) -> bool
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let alg = match received.len() {
+            64 => HashAlgorithm::Sha256,
+            32 => HashAlgorithm::Md5,
+            _ => return false,
+        };
+        let expected = Self::compute(fields, keys, alg);
+        let received = received.to_ascii_uppercase();
+        expected.0.as_bytes().ct_eq(received.as_bytes()).into()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// .NET `HttpUtility.UrlEncode`, then lower-cased: UTF-8 bytes;
+/// `A-Z a-z 0-9 - _ . ! * ( )` kept; space → `+`; every other byte `%xx`.
+/// Lower-casing afterwards means the hex digits are written lower-case
+/// straight away and letters are folded as they are copied.
+fn dotnet_url_encode_lower(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' => out.push(b.to_ascii_lowercase() as char),
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'*' | b'(' | b')' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 0xf) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_like_dotnet() {
+        assert_eq!(dotnet_url_encode_lower("a b~'()*!-_."), "a+b%7e%27()*!-_.");
+        assert_eq!(dotnet_url_encode_lower("A=&/"), "a%3d%26%2f");
+        assert_eq!(dotnet_url_encode_lower("手"), "%e6%89%8b");
+    }
+
+    #[test]
+    fn wrong_length_or_garbage_never_verifies() {
+        let keys = HashKeys { key: Secret::new("k"), iv: Secret::new("v") };
+        assert!(!CheckMac::verify([("a", "1")], &keys, ""));
+        assert!(!CheckMac::verify([("a", "1")], &keys, "ZZ"));
+        let good = CheckMac::compute([("a", "1")], &keys, HashAlgorithm::Sha256);
+        assert!(CheckMac::verify([("a", "1")], &keys, &good.as_str().to_ascii_lowercase()));
+        let md5 = CheckMac::compute([("a", "1")], &keys, HashAlgorithm::Md5);
+        assert_eq!(md5.as_str().len(), 32);
+        assert!(CheckMac::verify([("a", "1")], &keys, md5.as_str()));
+    }
+}

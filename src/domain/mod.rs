@@ -1,0 +1,14 @@
+//! Small newtypes that parse once: the routing table and the handlers only
+//! ever see values that already passed these checks.
+
+pub mod checkmac;
+mod duration;
+mod origin;
+mod secret;
+mod tenant_id;
+
+pub use checkmac::{CheckMac, HashAlgorithm, HashKeys};
+pub use duration::ConfigDuration;
+pub use origin::Origin;
+pub use secret::{ForwardSecret, Secret};
+pub use tenant_id::TenantId;

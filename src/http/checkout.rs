@@ -1,0 +1,113 @@
+//! `POST /funpoint/checkout` (an auto-submitting form, or the CVS post) and
+//! `POST /funpoint/checkout.json` (the payment form as JSON), SPEC §3.1–3.2.
+//! Phases: read → validate → route → origin check → tenant API → answer.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+
+use super::{AppState, body, client_ip::client_ip, page};
+use crate::checkout::{self, CheckoutRequest, GatewayError, PaymentRequest};
+use crate::form::{self, FormFields};
+
+/// The page flow: errors as HTML unless the client asks for JSON.
+pub async fn page(State(state): State<AppState>, req: Request) -> Response {
+    let json = wants_json(req.headers());
+    match relay(&state, req).await {
+        Ok(payment) => answer_page(&state, payment).await.unwrap_or_else(|e| fail(&e, json)),
+        Err(e) => fail(&e, json),
+    }
+}
+
+/// The data flow: the tenant's `payment_value` as it was sent; errors as JSON.
+pub async fn json(State(state): State<AppState>, req: Request) -> Response {
+    match relay(&state, req).await {
+        Ok(payment) => {
+            let mut response = payment.raw_value.get().to_owned().into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }
+        Err(e) => fail(&e, true),
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("application/json"))
+}
+
+fn fail(err: &GatewayError, json: bool) -> Response {
+    match err {
+        GatewayError::TenantApi(cause) => tracing::warn!(code = err.code(), cause = %cause, "checkout failed"),
+        _ => tracing::info!(code = err.code(), error = %err, "checkout refused"),
+    }
+    page::error(err, json)
+}
+
+/// Steps 1–5 of SPEC §3.1, shared by both paths.
+async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, GatewayError> {
+    let (parts, body_stream) = req.into_parts();
+    let config = state.config();
+    let buyer =
+        client_ip(&parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>(), &config.server.trusted_proxies);
+
+    let bytes = body::read(Body::new(body_stream)).await?;
+    let form = FormFields::parse(&bytes).map_err(|_| GatewayError::FieldTooLong)?;
+    let request = CheckoutRequest::from_form(&form)?;
+
+    let tenant = config.table.by_domain_code(request.domain()).ok_or(GatewayError::UnknownDomain)?;
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !tenant.origins.iter().any(|o| o.as_str() == origin) {
+            return Err(GatewayError::OriginNotAllowed(origin.to_owned()));
+        }
+    }
+    // Only a tenant with a Funpoint section has an API path; one without
+    // still checks out through the default path.
+    let api_path = tenant.funpoint.as_ref().map_or("/funpoint_api.php?action=funpoint", |f| f.api_path.as_str());
+    let url = tenant.base_url.join(api_path);
+    let buyer = buyer.map(|ip| ip.to_string()).unwrap_or_default();
+    tracing::debug!(tenant = %tenant.id, "asking the tenant API for the payment form");
+    let payment = checkout::request_payment(
+        state.client(),
+        &url,
+        form::encode(request.fields()),
+        &buyer,
+        config.delivery.timeout,
+    )
+    .await?;
+
+    if !config.table.funpoint.payment_origins.contains(&payment.payment_origin) {
+        return Err(GatewayError::PaymentOrigin(payment.payment_origin.to_string()));
+    }
+    tracing::info!(tenant = %tenant.id, choose_payment = payment.choose_payment().unwrap_or("-"), "checkout relayed");
+    Ok(payment)
+}
+
+/// Steps 6–7: CVS is posted server-side and the provider's answer passed
+/// through; everything else becomes the auto-submitting form.
+async fn answer_page(state: &AppState, payment: PaymentRequest) -> Result<Response, GatewayError> {
+    if payment.choose_payment() == Some("CVS") {
+        let timeout = state.config().delivery.timeout;
+        let answer = checkout::post_cvs(state.client(), &payment, timeout).await?;
+        let mut response = (answer.status, answer.body).into_response();
+        let headers = response.headers_mut();
+        if let Some(ct) = answer.content_type {
+            headers.insert(header::CONTENT_TYPE, ct);
+        }
+        if answer.status.is_redirection()
+            && let Some(location) = answer.location
+        {
+            headers.insert(header::LOCATION, location);
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(response);
+    }
+    let fields: Vec<(&str, &str)> = payment.field_pairs().collect();
+    Ok(page::autosubmit(payment.payment_url.as_str(), &payment.payment_origin, &fields))
+}

@@ -1,0 +1,50 @@
+//! CORS for the checkout-data path (SPEC §3.2), and nowhere else.
+//!
+//! Not tower-http's `CorsLayer`: SPEC wants a preflight answered 204 (the
+//! layer answers 200), the allowed origins come from the live routing table
+//! (swapped on reload), and `Vary: Origin` must be on every answer of the
+//! path, errors from outer layers included.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+use super::{AppState, LEGACY_CHECKOUT_JSON};
+
+const PATHS: [&str; 2] = ["/funpoint/checkout.json", LEGACY_CHECKOUT_JSON];
+
+/// Adds `Vary: Origin` to every answer of the checkout-data paths, and
+/// `Access-Control-Allow-Origin` when the origin is one of a tenant's.
+pub async fn checkout_json_cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let allowed = allowed_origin(&state, req.headers());
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = allowed {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    response
+}
+
+/// `OPTIONS` on the checkout-data paths: 204, with the method and header
+/// grants only for a tenant's origin (the allow-origin itself is added by
+/// [`checkout_json_cors`]).
+pub async fn preflight(State(state): State<AppState>, req: Request) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if allowed_origin(&state, req.headers()).is_some() {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
+    }
+    response
+}
+
+fn allowed_origin(state: &AppState, headers: &http::HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    state.config().table.is_any_tenant_origin(text).then(|| origin.clone())
+}

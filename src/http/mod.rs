@@ -1,0 +1,87 @@
+//! The HTTP face of the gateway: one router, one middleware stack, one
+//! accept loop. Each endpoint group has its own module.
+
+mod body;
+mod checkout;
+mod client_ip;
+mod cors;
+mod funpoint_return;
+mod health;
+mod page;
+mod server;
+mod state;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderName, StatusCode};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use server::serve;
+pub use state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The PHP original's four paths, for sites switching without touching a
+/// tenant or provider setting (SPEC §3).
+pub const LEGACY_CHECKOUT: &str = "/payment_background_funpoint.php";
+pub const LEGACY_CHECKOUT_JSON: &str = "/payment_background_funpoint_payment.php";
+pub const LEGACY_NOTIFY: &str = "/payment_background_funpoint_receive.php";
+pub const LEGACY_RETURN: &str = "/payment_background_funpoint_receive_mid.php";
+
+/// Builds the whole application: routes and the one middleware stack.
+/// `max_body_bytes` and `request_timeout` are fixed at start (a reload
+/// does not change them).
+pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
+    let legacy = Router::new()
+        .route(LEGACY_CHECKOUT, post(checkout::page))
+        .route(LEGACY_CHECKOUT_JSON, post(checkout::json).options(cors::preflight))
+        .route(LEGACY_RETURN, post(funpoint_return::relay))
+        .route_layer(middleware::from_fn_with_state(state.clone(), legacy_switch));
+
+    let app = Router::new()
+        .route("/funpoint/checkout", post(checkout::page))
+        .route("/funpoint/checkout.json", post(checkout::json).options(cors::preflight))
+        .route("/funpoint/return", post(funpoint_return::relay))
+        .route("/healthz", get(health::healthz))
+        .merge(legacy)
+        .fallback(not_found)
+        .with_state(state.clone());
+
+    // Innermost first: the body limit and the timeout sit right around the
+    // routes; CORS outside them so that their errors carry `Vary: Origin`
+    // too; the request id and trace span outermost so every line has them.
+    app.layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn_with_state(state, cors::checkout_json_cors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    // The path only: a query string may carry order data.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// With `legacy_paths = false` the `.php` paths answer 404. Read per
+/// request so that a reload switches them.
+async fn legacy_switch(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.config().server.legacy_paths { next.run(req).await } else { not_found().await.into_response() }
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "not found\n")
+}

@@ -1,0 +1,14 @@
+//! payrelay: a shared payment-gateway host in front of several shop sites.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library, which the
+//! integration tests in `tests/api/` drive directly.
+
+pub mod checkout;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod form;
+pub mod http;
+pub mod routing;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,84 @@
+//! Wiring: `Application::build` binds the listener (port 0 works, for
+//! tests), builds the one HTTP client and the shared state; `run` serves
+//! until the shutdown future resolves. Tests and `payrelay serve` use the
+//! same path.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::{self, Config, ConfigError};
+use crate::http::{self, AppState};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+    header_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let client = http_client()?;
+        let header_timeout = config.server.request_timeout;
+        let (max_body, request_timeout) = (config.server.max_body_bytes, config.server.request_timeout);
+        let state = AppState::new(config, client);
+        let router = http::router(state.clone(), max_body, request_timeout);
+        Ok(Self { listener, state, router, header_timeout })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "payrelay listening");
+        http::serve(self.listener, self.router, self.header_timeout, SHUTDOWN_GRACE, shutdown).await;
+        tracing::info!("payrelay stopped");
+    }
+}
+
+/// The one outbound client: rustls on ring, redirects never followed (a
+/// tenant or provider answering 3xx is an answer, not a hop), bounded
+/// connects. Per-call timeouts are set by each caller from the config.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    // Installing twice (several apps in one test process) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("payrelay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// SIGHUP: load and validate the file; swap the table whole only if it is
+/// valid, otherwise keep the old one. Settings bound at start (listen
+/// address, body limit, request timeout, storage) need a restart.
+pub fn reload(state: &AppState, path: &Path) -> Result<(), ConfigError> {
+    let new = config::load(path)?;
+    let old = state.config();
+    if new.server.listen != old.server.listen
+        || new.server.max_body_bytes != old.server.max_body_bytes
+        || new.server.request_timeout != old.server.request_timeout
+    {
+        tracing::warn!("server.listen, max_body_bytes and request_timeout take effect only after a restart");
+    }
+    state.replace_config(new);
+    Ok(())
+}
