@@ -104,13 +104,15 @@ fn tenant_names(doc: &toml::Table) -> Vec<String> {
 
 /// `tenants.2.funpoint.hash_kye` → `tenant "ro": funpoint.hash_kye`.
 fn describe_path(path: &str, names: &[String]) -> String {
+    // serde_ignored writes an Option's `Some` as a `?` segment.
+    let path = path.replace(".?", "");
     if let Some(rest) = path.strip_prefix("tenants.") {
         let (index, key) = rest.split_once('.').unwrap_or((rest, ""));
         if let Some(name) = index.parse::<usize>().ok().and_then(|i| names.get(i)) {
             return format!("tenant {name:?}: {key}");
         }
     }
-    path.to_owned()
+    path
 }
 
 #[cfg(test)]

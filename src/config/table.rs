@@ -130,6 +130,10 @@ impl BaseUrl {
         Ok(Self { text, origin })
     }
 
+    fn stand_in() -> Self {
+        Self { text: "https://invalid.invalid".into(), origin: Origin::stand_in() }
+    }
+
     pub fn join(&self, path: &str) -> String {
         format!("{}{}", self.text, path)
     }
@@ -267,7 +271,7 @@ impl Problems {
     }
 
     fn duration(&mut self, at: &str, s: &str) -> Duration {
-        self.take(at, ConfigDuration::parse(s)).map(|d| d.0).unwrap_or_default()
+        self.take(at, ConfigDuration::parse(s)).map_or(Duration::from_secs(1), |d| d.0)
     }
 }
 
@@ -370,8 +374,7 @@ impl TryFrom<RawConfig> for Config {
         let tappay_suffix_len =
             suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
 
-        let tenants: Vec<Tenant> =
-            raw.tenants.into_iter().enumerate().filter_map(|(i, t)| tenant(&mut p, i, t)).collect();
+        let tenants: Vec<Tenant> = raw.tenants.into_iter().enumerate().map(|(i, t)| tenant(&mut p, i, t)).collect();
 
         let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
 
@@ -390,10 +393,14 @@ fn suffix_len(p: &mut Problems, at: &str, n: u64) -> usize {
 }
 
 /// Validates one tenant's own fields; cross-tenant rules are in `index`.
-fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Option<Tenant> {
+fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
     let at = if t.id.is_empty() { format!("tenants[{i}]") } else { format!("tenant {:?}", t.id) };
-    let id = p.take(format!("{at}: id"), TenantId::parse(&t.id));
-    let base_url = p.take(format!("{at}: base_url"), BaseUrl::parse(&t.base_url, t.allow_http));
+    // On a bad id or base_url the tenant is still indexed under stand-ins,
+    // so that the cross-tenant rules report their problems in the same run
+    // (the config is refused anyway).
+    let id = p.take(format!("{at}: id"), TenantId::parse(&t.id)).unwrap_or_else(|| TenantId::stand_in(&t.id));
+    let base_url =
+        p.take(format!("{at}: base_url"), BaseUrl::parse(&t.base_url, t.allow_http)).unwrap_or_else(BaseUrl::stand_in);
     let origins = t.origins.iter().filter_map(|o| p.take(format!("{at}: origins"), Origin::parse(o))).collect();
     for code in &t.domain_codes {
         if code.is_empty() {
@@ -454,9 +461,9 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Option<Tenant> {
         return_path: check_path(p, format!("{at}: tappay.return_path"), s.return_path),
     });
 
-    Some(Tenant {
-        id: id?,
-        base_url: base_url?,
+    Tenant {
+        id,
+        base_url,
         domain_codes: t.domain_codes,
         order_suffix: t.order_suffix,
         origins,
@@ -467,7 +474,7 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Option<Tenant> {
         oen,
         sinopac,
         tappay,
-    })
+    }
 }
 
 /// Builds the lookup indexes, reporting every value two tenants claim.

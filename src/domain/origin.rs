@@ -32,6 +32,10 @@ impl Origin {
         origin.is_tuple().then(|| Self(origin.ascii_serialization()))
     }
 
+    pub(crate) fn stand_in() -> Self {
+        Self("https://invalid.invalid".into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

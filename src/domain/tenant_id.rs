@@ -19,6 +19,12 @@ impl TenantId {
         Ok(Self(s.to_owned()))
     }
 
+    /// Holds an id that failed [`parse`](Self::parse), only so that a config
+    /// being refused can still be checked whole and name it.
+    pub(crate) fn stand_in(raw: &str) -> Self {
+        Self(raw.to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

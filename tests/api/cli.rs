@@ -1,0 +1,125 @@
+//! The `payrelay` binary's commands, run as a user would.
+
+use std::process::{Command, Output};
+
+use crate::helpers::{STAGE_IV, STAGE_KEY};
+
+fn payrelay(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payrelay"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_passes_the_repository_table_and_prints_no_secret() {
+    let o = payrelay(
+        &["check"],
+        &[("PAYGO_HASH_KEY", STAGE_KEY), ("PAYGO_HASH_IV", STAGE_IV), ("PAYRELAY_ADMIN_TOKEN", "adm-tok-123456")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for (id, code, suffix) in [
+        ("paygo", "paygo", "01"),
+        ("ezpay", "ezpay", "02"),
+        ("ro", "ro", "03"),
+        ("tt-paygo", "tt.paygo", "04"),
+        ("test-paygo", "test.paygo", "05"),
+    ] {
+        assert!(out.contains(&format!("tenant {id}\n")), "{out}");
+        assert!(out.contains(&format!("domain codes  {code}\n")), "{out}");
+        assert!(out.contains(&format!("order suffix  {suffix}\n")), "{out}");
+    }
+    assert!(out.contains("https://paygo.tw/funpoint_r.php"));
+    assert!(out.contains("verified (keys set)"));
+    for secret in [STAGE_KEY, STAGE_IV, "adm-tok-123456"] {
+        assert!(!out.contains(secret) && !stderr(&o).contains(secret), "check printed a secret");
+    }
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[tenants]]\nid = \"a\"\nbase_url = \"http://a.tw\"\nhash_key = \"k\"\n[[tenants]]\nid = \"a\"\nbase_url = \"https://b.tw\"\nforward_secret = \"${MISSING_SECRET_VAR}\"\n",
+    )
+    .unwrap();
+    let o = payrelay(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 4, "{err}");
+    for needle in ["hash_key: unknown key", "allow_http", "more than one", "MISSING_SECRET_VAR"] {
+        assert!(err.contains(needle), "nothing about {needle:?} in:\n{err}");
+    }
+    let o = payrelay(&["check", "--config", "/nonexistent/routes.toml"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read"));
+}
+
+#[test]
+fn route_names_the_tenant_and_the_key() {
+    let o = payrelay(&["route", "funpoint", "MerchantTradeNo=FP24112215304502", "RtnCode=1"], &[]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim(), "tenant ezpay (matched by MerchantTradeNo suffix \"02\")");
+
+    let o = payrelay(&["route", "funpoint", "MerchantTradeNo=FP24112215304599"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("no funpoint tenant has order suffix \"99\""), "{}", stdout(&o));
+
+    let o = payrelay(&["route", "funpoint", "RtnCode=1"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("MerchantTradeNo"));
+
+    let o = payrelay(&["route", "funpoint", "tenant=ro", "MerchantTradeNo=FP03"], &[]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("tenant ro"));
+    let o = payrelay(&["route", "funpoint", "tenant=ro", "MerchantTradeNo=FP01"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("does not take"));
+
+    let o = payrelay(&["route", "paypal", "x=1"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn checkmac_prints_the_known_answer() {
+    // The first vector of vectors/checkmac.json (Funpoint's own document).
+    let fields = [
+        "TradeDesc=促銷方案",
+        "PaymentType=aio",
+        "MerchantTradeDate=2013/03/12 15:30:23",
+        "MerchantTradeNo=funpoint20130312153023",
+        "MerchantID=2000132",
+        "ReturnURL=https://www.funpoint.com.tw/receive.php",
+        "ItemName=Apple iphone 7 手機殼",
+        "TotalAmount=1000",
+        "ChoosePayment=ALL",
+        "EncryptType=1",
+    ];
+    let mut args = vec!["checkmac", "--hash-key", "5294y06JbISpM5x9", "--hash-iv", "v77hoKGq4kWxNNIS"];
+    args.extend(fields);
+    let o = payrelay(&args, &[]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim(), "AA5842FDA7E55ACEB7118D6353E9822CA6D6FF09A0D1FC129A879DD5CAF93266");
+
+    let mut md5 = args.clone();
+    md5.insert(1, "--md5");
+    let o = payrelay(&md5, &[]);
+    assert_eq!(stdout(&o).trim().len(), 32);
+
+    let o = payrelay(&["checkmac", "--hash-key", "k", "--hash-iv", "v", "novalue"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests on the real server: one binary, a module per capability.
+
+mod checkmac;
+mod checkout;
+mod checkout_json;
+mod cli;
+mod funpoint_return;
+mod helpers;
+mod server;
