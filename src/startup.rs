@@ -46,7 +46,10 @@ impl Application {
     }
 
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(addr = ?self.listener.local_addr().ok(), "payrelay listening");
+        match self.listener.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "payrelay listening"),
+            Err(e) => tracing::info!(error = %e, "payrelay listening (address unknown)"),
+        }
         http::serve(self.listener, self.router, self.header_timeout, SHUTDOWN_GRACE, shutdown).await;
         tracing::info!("payrelay stopped");
     }

@@ -20,3 +20,19 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
 }
+
+/// An error with its causes, `outer: inner: innermost`, for one log field.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        // reqwest repeats its inner error in its own message at times.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}

@@ -43,7 +43,9 @@ fn wants_json(headers: &HeaderMap) -> bool {
 
 fn fail(err: &GatewayError, json: bool) -> Response {
     match err {
-        GatewayError::TenantApi(cause) => tracing::warn!(code = err.code(), cause = %cause, "checkout failed"),
+        GatewayError::TenantApi(cause) => {
+            tracing::warn!(code = err.code(), cause = %crate::telemetry::chain(cause), "checkout failed")
+        }
         _ => tracing::info!(code = err.code(), error = %err, "checkout refused"),
     }
     page::error(err, json)

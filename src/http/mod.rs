@@ -71,7 +71,10 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // A 5xx is already on the response line, and its cause was
+                // logged by the handler that chose it.
+                .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

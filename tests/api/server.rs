@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -46,36 +47,138 @@ async fn bodies_over_max_body_bytes_get_413() {
     assert!(tenant.received().is_empty());
 }
 
+/// `payrelay serve` as a child process on a free port, with JSON logs.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    log: std::io::Lines<BufReader<std::process::ChildStderr>>,
+}
+
+impl Served {
+    fn start(config: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_payrelay"))
+            .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = log.next().expect("serve exited before listening").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            if v["message"] == "payrelay listening" {
+                break v["addr"].as_str().unwrap().to_owned();
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success());
+    }
+
+    /// Reads log lines until one has `message`; panics if the process ends first.
+    fn wait_for_log(&mut self, message: &str) -> serde_json::Value {
+        for line in self.log.by_ref() {
+            let line = line.unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"].as_str().is_some_and(|m| m.contains(message))
+            {
+                return v;
+            }
+        }
+        panic!("the log ended without {message:?}");
+    }
+
+    fn raw(&self, request: &str) -> String {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    }
+
+    fn checkout(&self, domain: &str) -> String {
+        let body = format!("foran=f&serverid=s&lastan=l&token=t&domain={domain}");
+        self.raw(&format!(
+            "POST /funpoint/checkout.json HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ONE_TENANT: &str = "[delivery]\ntimeout = \"300ms\"\n[[tenants]]\nid = \"a\"\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\ndomain_codes = [\"a\"]\n";
+
 #[test]
 fn serve_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("routes.toml");
-    std::fs::write(&cfg, "[[tenants]]\nid = \"a\"\nbase_url = \"https://a.tw\"\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_payrelay"))
-        .args(["serve", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve exited before listening").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        if v["message"] == "payrelay listening" {
-            let addr = v["addr"].as_str().unwrap().to_owned();
-            break addr.trim_start_matches("Some(").trim_end_matches(')').to_owned();
-        }
-    };
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
+    std::fs::write(&cfg, ONE_TENANT).unwrap();
+    let mut served = Served::start(&cfg);
+    let answer = served.raw("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
-
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = child.wait().unwrap();
+    served.signal("-TERM");
+    served.wait_for_log("payrelay stopped");
+    let status = served.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|l| l.contains("payrelay stopped")), "{rest:?}");
+}
+
+#[test]
+fn sighup_swaps_in_a_valid_table_and_keeps_the_old_one_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("routes.toml");
+    std::fs::write(&cfg, ONE_TENANT).unwrap();
+    let mut served = Served::start(&cfg);
+    // Tenant "b" is unknown (8000206); "a" is known but its API is down (8000207).
+    assert!(served.checkout("b").contains("8000206"));
+    assert!(served.checkout("a").contains("8000207"));
+
+    let two = format!(
+        "{ONE_TENANT}[[tenants]]\nid = \"b\"\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\ndomain_codes = [\"b\"]\n"
+    );
+    std::fs::write(&cfg, &two).unwrap();
+    served.signal("-HUP");
+    served.wait_for_log("config reloaded");
+    assert!(served.checkout("b").contains("8000207"), "the new tenant is not routable");
+
+    // An invalid file is refused, and the table in force stays.
+    std::fs::write(&cfg, "[[tenants]]\nid = \"b\"\n").unwrap();
+    served.signal("-HUP");
+    let refused = served.wait_for_log("config reload refused");
+    assert!(refused["problems"].as_str().unwrap().contains("base_url"), "{refused}");
+    assert!(served.checkout("b").contains("8000207"));
+    assert!(served.checkout("a").contains("8000207"));
+}
+
+#[test]
+fn slow_clients_are_cut_off_by_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("routes.toml");
+    std::fs::write(&cfg, format!("[server]\nrequest_timeout = \"300ms\"\n{ONE_TENANT}")).unwrap();
+    let served = Served::start(&cfg);
+    let started = std::time::Instant::now();
+
+    // Headers never finished: the connection is closed.
+    let mut s = TcpStream::connect(&served.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /funpoint/checkout HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Body never finished: 408.
+    let mut s = TcpStream::connect(&served.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /funpoint/checkout HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nforan=1").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
 }
