@@ -42,6 +42,9 @@ pub enum RouteError {
     /// No tenant with that provider's section claims the payload's key.
     #[error("no {provider} tenant has order suffix {suffix:?}")]
     UnknownSuffix { provider: &'static str, suffix: String },
+    /// No tenant with that provider's section has the payload's merchant key.
+    #[error("no {provider} tenant has {key} {value:?}")]
+    UnknownKey { provider: &'static str, key: &'static str, value: String },
     /// The path names a tenant that does not exist or lacks the provider's section.
     #[error("no tenant {tenant:?} takes {provider} callbacks")]
     UnknownTenant { provider: &'static str, tenant: String },
@@ -53,7 +56,7 @@ pub enum RouteError {
 impl RouteError {
     /// Unroutable callbacks are kept as `unroutable`; a mismatch is `rejected`.
     pub fn is_unroutable(&self) -> bool {
-        matches!(self, Self::UnknownSuffix { .. } | Self::UnknownTenant { .. })
+        matches!(self, Self::UnknownSuffix { .. } | Self::UnknownKey { .. } | Self::UnknownTenant { .. })
     }
 }
 

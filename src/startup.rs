@@ -11,8 +11,12 @@ use anyhow::Context as _;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{self, Config, ConfigError};
+use crate::delivery;
 use crate::http::{self, AppState};
+use crate::store::Store;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -30,9 +34,12 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let client = http_client()?;
+        let store = Store::open(&config.storage.url)
+            .await
+            .with_context(|| format!("cannot open storage {}", config.storage.url.display_masked()))?;
         let header_timeout = config.server.request_timeout;
         let (max_body, request_timeout) = (config.server.max_body_bytes, config.server.request_timeout);
-        let state = AppState::new(config, client);
+        let state = AppState::new(config, client, store);
         let router = http::router(state.clone(), max_body, request_timeout);
         Ok(Self { listener, state, router, header_timeout })
     }
@@ -45,12 +52,22 @@ impl Application {
         self.state.clone()
     }
 
+    /// Serves, delivers and purges until `shutdown` resolves; then stops
+    /// accepting, finishes in-flight requests, lets the worker finish its
+    /// attempts and give back its leases, and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let background = CancellationToken::new();
+        let worker = tokio::spawn(delivery::run_worker(self.state.clone(), background.clone()));
+        let purger = tokio::spawn(delivery::run_purger(self.state.clone(), background.clone()));
         match self.listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, "payrelay listening"),
             Err(e) => tracing::info!(error = %e, "payrelay listening (address unknown)"),
         }
         http::serve(self.listener, self.router, self.header_timeout, SHUTDOWN_GRACE, shutdown).await;
+        background.cancel();
+        let _ = worker.await;
+        let _ = purger.await;
+        self.state.store().close().await;
         tracing::info!("payrelay stopped");
     }
 }

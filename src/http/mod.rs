@@ -7,6 +7,7 @@ mod client_ip;
 mod cors;
 mod funpoint_return;
 mod health;
+mod notify;
 mod page;
 mod server;
 mod state;
@@ -45,13 +46,17 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route(LEGACY_CHECKOUT, post(checkout::page))
         .route(LEGACY_CHECKOUT_JSON, post(checkout::json).options(cors::preflight))
         .route(LEGACY_RETURN, post(funpoint_return::relay))
+        .route(LEGACY_NOTIFY, post(notify::legacy_funpoint))
         .route_layer(middleware::from_fn_with_state(state.clone(), legacy_switch));
 
     let app = Router::new()
         .route("/funpoint/checkout", post(checkout::page))
         .route("/funpoint/checkout.json", post(checkout::json).options(cors::preflight))
         .route("/funpoint/return", post(funpoint_return::relay))
+        .route("/{provider}/notify", post(notify::by_path))
+        .route("/{provider}/notify/{tenant_id}", post(notify::by_path_tenant))
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .merge(legacy)
         .fallback(not_found)
         .with_state(state.clone());
@@ -85,6 +90,6 @@ async fn legacy_switch(State(state): State<AppState>, req: Request, next: Next) 
     if state.config().server.legacy_paths { next.run(req).await } else { not_found().await.into_response() }
 }
 
-async fn not_found() -> impl IntoResponse {
+pub(crate) async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "not found\n")
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use axum::Router;
@@ -130,7 +131,11 @@ pub async fn closed_port_url() -> String {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    _shutdown: oneshot::Sender<()>,
+    pub state: payrelay::http::AppState,
+    pub db: std::path::PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestApp {
@@ -149,18 +154,44 @@ impl TestApp {
     }
 }
 
-/// Starts the gateway on 127.0.0.1:0 with `config` (a routes.toml text).
+/// Starts the gateway on 127.0.0.1:0 with `config` (a routes.toml text)
+/// and a fresh SQLite store in a temp dir.
 pub async fn spawn_app(config: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("payrelay.db");
+    let mut app = spawn_app_on(config, &db).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts the gateway on the SQLite file `db` (to restart on the same store).
+pub async fn spawn_app_on(config: &str, db: &std::path::Path) -> TestApp {
     let mut config = payrelay::config::parse(config, &|_| None).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.storage.url = payrelay::config::StorageUrl::Sqlite { path: db.to_owned() };
     let app = Application::build(config).await.unwrap();
     let addr = app.local_addr().unwrap();
+    let state = app.state();
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(app.run(async {
+    let stopped = tokio::spawn(app.run(async {
         let _ = rx.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { addr, client, _shutdown: tx }
+    TestApp { addr, client, state, db: db.to_owned(), shutdown: Some(tx), stopped: Some(stopped), _dir: None }
+}
+
+impl TestApp {
+    /// Graceful stop: in-flight requests finish, the worker releases its
+    /// leases, the store is closed. Keeps the temp dir for a restart.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.stopped.take() {
+            let _ = handle.await;
+        }
+        self._dir.take()
+    }
 }
 
 /// A gateway with one tenant "shop" (domain code `shop`, suffix `01`, the

@@ -55,7 +55,11 @@ struct Served {
 }
 
 impl Served {
+    /// Starts on `config`, with its store in the config's folder.
     fn start(config: &std::path::Path) -> Self {
+        let text = std::fs::read_to_string(config).unwrap();
+        let db = config.with_file_name("payrelay.db");
+        std::fs::write(config, format!("[storage]\nurl = \"sqlite://{}\"\n{text}", db.display())).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_payrelay"))
             .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-format", "json"])
             .stderr(Stdio::piped())
@@ -143,7 +147,7 @@ fn sighup_swaps_in_a_valid_table_and_keeps_the_old_one_otherwise() {
     let two = format!(
         "{ONE_TENANT}[[tenants]]\nid = \"b\"\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\ndomain_codes = [\"b\"]\n"
     );
-    std::fs::write(&cfg, &two).unwrap();
+    std::fs::write(&cfg, format!("[storage]\nurl = \"sqlite://{}\"\n{two}", dir.path().join("payrelay.db").display())).unwrap();
     served.signal("-HUP");
     served.wait_for_log("config reloaded");
     assert!(served.checkout("b").contains("8000207"), "the new tenant is not routable");

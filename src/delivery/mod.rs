@@ -1,0 +1,131 @@
+//! The delivery worker: claim due callbacks with a lease → send each to its
+//! tenant → record the attempt and what follows (delivered, retry at, dead).
+//! Bounded concurrency; on shutdown it lets in-flight attempts finish and
+//! gives back every lease it still holds; on start it simply claims what is
+//! due, so pending deliveries resume after any restart.
+
+mod schedule;
+mod send;
+mod sign;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use schedule::next_outcome;
+pub use send::attempt;
+pub use sign::sign;
+
+use crate::http::AppState;
+use crate::store::{Claimed, PurgePolicy};
+
+/// Attempts in flight at once, per instance.
+pub const CONCURRENCY: usize = 64;
+/// How often the worker looks for due retries when nothing wakes it.
+const POLL: Duration = Duration::from_millis(200);
+/// How often retention runs (SPEC: at start and at least once a minute).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown` is cancelled, then drains and releases its leases.
+pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let tracker = TaskTracker::new();
+    let owner = state.instance_id().to_owned();
+    tracing::info!(owner, concurrency = CONCURRENCY, "delivery worker started");
+    while !shutdown.is_cancelled() {
+        let free = permits.available_permits();
+        let mut claimed = 0;
+        if free > 0 {
+            let lease = state.config().storage.lease;
+            match state.store().claim_due(&owner, lease, free).await {
+                Ok(batch) => {
+                    claimed = batch.len();
+                    for callback in batch {
+                        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                        let state = state.clone();
+                        tracker.spawn(async move {
+                            deliver(&state, callback).await;
+                            drop(permit);
+                            state.wake_worker();
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim deliveries; trying again shortly");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        if free > 0 && claimed == free {
+            continue; // there may be more due right now
+        }
+        tokio::select! {
+            () = state.worker_woken() => {}
+            () = tokio::time::sleep(POLL) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+    tracker.close();
+    let grace = state.config().delivery.timeout + Duration::from_secs(2);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("delivery attempts still running at shutdown; their leases are released");
+    }
+    match state.store().release(&owner).await {
+        Ok(n) if n > 0 => tracing::info!(released = n, "delivery leases given back"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot release leases; they expire after [storage].lease"),
+    }
+    tracing::info!("delivery worker stopped");
+}
+
+/// One attempt, recorded. Storage errors are logged: the lease then
+/// expires and the attempt is made again (at least once, never lost).
+pub async fn deliver(state: &AppState, callback: Claimed) -> bool {
+    let config = state.config();
+    let (record, outcome) = attempt(state.client(), &config, &callback).await;
+    let delivered = matches!(outcome, crate::store::Outcome::Delivered);
+    let tenant = callback.tenant.as_deref().unwrap_or("-");
+    match &outcome {
+        crate::store::Outcome::Delivered => {
+            tracing::info!(delivery = %callback.id, provider = %callback.provider, tenant, attempt = record.n, status = ?record.status_code, ms = record.duration_ms, "delivered")
+        }
+        crate::store::Outcome::RetryAt(at) => tracing::warn!(
+            delivery = %callback.id, provider = %callback.provider, tenant, attempt = record.n, status = ?record.status_code,
+            error = record.error.as_deref().unwrap_or("-"), retry_in_ms = at - crate::store::now_ms(), "delivery failed; will retry"
+        ),
+        crate::store::Outcome::Dead => tracing::error!(
+            delivery = %callback.id, provider = %callback.provider, tenant, attempt = record.n, status = ?record.status_code,
+            error = record.error.as_deref().unwrap_or("-"), "delivery failed for the last time; callback is dead"
+        ),
+    }
+    if let Err(e) = state.store().record(&callback.id, record, outcome).await {
+        tracing::error!(delivery = %callback.id, error = %e, "cannot record the attempt; it will be made again after the lease");
+    }
+    delivered
+}
+
+/// Retention: at start, then every minute.
+pub async fn run_purger(state: AppState, shutdown: CancellationToken) {
+    loop {
+        let config = state.config();
+        let policy = PurgePolicy {
+            retention: config.storage.retention,
+            keep_rejected: config.storage.keep_rejected,
+            dedup_window: config.delivery.dedup_window,
+        };
+        match state.store().purge(policy).await {
+            Ok(p) if p.delivered + p.rejected + p.dedup > 0 => {
+                tracing::info!(delivered = p.delivered, rejected = p.rejected, dedup = p.dedup, "purged old rows")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed; trying again next round"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PURGE_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Funpoint (ECPay "AIO" compatible): form-encoded notifications signed with
+//! CheckMacValue, routed by the MerchantTradeNo suffix, answered `1|OK`.
+
+use http::StatusCode;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Parsed, Provider, Rejection};
+use crate::config::{RoutingTable, Tenant};
+use crate::domain::CheckMac;
+use crate::domain::checkmac::FIELD as CHECK_MAC;
+use crate::form::FormFields;
+use crate::routing::{self, RouteError};
+
+pub struct Funpoint;
+
+fn form(parsed: &Parsed) -> Option<&FormFields> {
+    match parsed {
+        Parsed::Form(f) => Some(f),
+        Parsed::Json(_) => None,
+    }
+}
+
+impl Provider for Funpoint {
+    fn name(&self) -> &'static str {
+        "funpoint"
+    }
+
+    /// A form whatever the Content-Type says (Funpoint labels it text/html);
+    /// it must be UTF-8 and carry a MerchantTradeNo.
+    fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {
+        let fields = FormFields::parse(body).ok()?;
+        fields.get("MerchantTradeNo")?;
+        Some(Parsed::Form(fields))
+    }
+
+    fn route<'t>(&self, table: &'t RoutingTable, parsed: &Parsed, path_tenant: Option<&str>) -> Result<&'t Tenant, RouteError> {
+        let order = form(parsed).and_then(|f| f.get("MerchantTradeNo"));
+        routing::funpoint(table, order, path_tenant).map(|m| m.tenant)
+    }
+
+    fn verify(&self, tenant: &Tenant, parsed: &Parsed) -> Result<(), Rejection> {
+        let Some(section) = &tenant.funpoint else {
+            return Ok(());
+        };
+        let Some(fields) = form(parsed) else {
+            return Err(Rejection { message: "Bad Request" });
+        };
+        if let Some(keys) = &section.keys {
+            let ok = fields.get(CHECK_MAC).is_some_and(|mac| CheckMac::verify(fields.unique(), keys, mac));
+            if !ok {
+                return Err(Rejection { message: "CheckMacValue Error" });
+            }
+        }
+        if let Some(expected) = &section.merchant_id {
+            let given = fields.get("MerchantID").unwrap_or_default();
+            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(Rejection { message: "MerchantID Error" });
+            }
+        }
+        Ok(())
+    }
+
+    /// MerchantID plus every other field except RtnMsg and CheckMacValue:
+    /// a resend changes RtnMsg (交易成功 → paid) and with it the MAC.
+    fn dedup_key(&self, parsed: &Parsed) -> String {
+        let mut fields: Vec<(&str, &str)> = form(parsed)
+            .map(|f| f.unique().into_iter().filter(|(k, _)| *k != "RtnMsg" && *k != CHECK_MAC).collect())
+            .unwrap_or_default();
+        fields.sort_unstable();
+        hex::encode(Sha256::digest(crate::form::encode(fields).as_bytes()))
+    }
+
+    fn simulated(&self, parsed: &Parsed) -> bool {
+        form(parsed).and_then(|f| f.get("SimulatePaid")) == Some("1")
+    }
+
+    fn ack(&self) -> (StatusCode, String) {
+        (StatusCode::OK, "1|OK".to_owned())
+    }
+
+    fn error(&self, message: &str) -> String {
+        format!("0|{message}")
+    }
+
+    fn answer_content_type(&self) -> &'static str {
+        "text/plain; charset=utf-8"
+    }
+
+    fn notify_path<'t>(&self, tenant: &'t Tenant) -> Option<&'t str> {
+        tenant.funpoint.as_ref().map(|f| f.notify_path.as_str())
+    }
+
+    fn delivery_content_type(&self, _received: Option<&str>) -> String {
+        "application/x-www-form-urlencoded".to_owned()
+    }
+
+    /// 2xx and a body starting with `1|OK` after trimming whitespace.
+    fn tenant_took_it(&self, status: StatusCode, body: &[u8]) -> bool {
+        status.is_success() && body.trim_ascii_start().starts_with(b"1|OK")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str) -> Parsed {
+        Funpoint.parse(body.as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn a_resend_with_another_rtnmsg_has_the_same_key() {
+        let first = parsed("MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=%E4%BA%A4%E6%98%93%E6%88%90%E5%8A%9F&TradeNo=9&CheckMacValue=AA");
+        let resend = parsed("MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=paid&TradeNo=9&CheckMacValue=BB");
+        assert_eq!(Funpoint.dedup_key(&first), Funpoint.dedup_key(&resend));
+        let other = parsed("MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=paid&TradeNo=10&CheckMacValue=BB");
+        assert_ne!(Funpoint.dedup_key(&first), Funpoint.dedup_key(&other));
+        let other_merchant = parsed("MerchantID=2&MerchantTradeNo=A01&RtnCode=1&RtnMsg=paid&TradeNo=9");
+        assert_ne!(Funpoint.dedup_key(&first), Funpoint.dedup_key(&other_merchant));
+    }
+
+    #[test]
+    fn parse_needs_utf8_and_an_order_number() {
+        assert!(Funpoint.parse(b"RtnCode=1", None).is_none());
+        assert!(Funpoint.parse(b"MerchantTradeNo=%FF", None).is_none());
+        assert!(Funpoint.parse(b"MerchantTradeNo=100%01", None).is_some());
+    }
+
+    #[test]
+    fn tenant_success_needs_1_ok() {
+        assert!(Funpoint.tenant_took_it(StatusCode::OK, b"  1|OK\n"));
+        assert!(!Funpoint.tenant_took_it(StatusCode::OK, b"OK"));
+        assert!(!Funpoint.tenant_took_it(StatusCode::INTERNAL_SERVER_ERROR, b"1|OK"));
+    }
+}

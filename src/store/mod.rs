@@ -1,0 +1,132 @@
+//! The durable outbox. Accepting a callback is one transaction (dedup check,
+//! insert, commit) and only then is the provider answered; the delivery
+//! worker claims due rows with a lease, records each attempt, and moves a
+//! row to `delivered` or `dead`. The store is the queue: nothing about a
+//! callback lives only in memory.
+//!
+//! [`Store`] is the one interface; SQLite is the embedded backend, and a
+//! PostgreSQL backend is a second variant of the same enum.
+
+mod sqlite;
+mod types;
+
+use std::time::Duration;
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use crate::config::StorageUrl;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("storage: cannot create {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("storage: the writer has stopped")]
+    WriterGone,
+    #[error("storage: no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("storage: {0} is not supported by this build yet")]
+    Unsupported(&'static str),
+}
+
+/// The callback store, whichever backend the config names.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    pub async fn open(url: &StorageUrl) -> Result<Self, StoreError> {
+        match url {
+            StorageUrl::Sqlite { path } => Ok(Self::Sqlite(SqliteStore::open(path).await?)),
+            StorageUrl::Postgres(_) => Err(StoreError::Unsupported("postgres://")),
+        }
+    }
+
+    /// Dedup check and insert, committed durably before this returns.
+    pub async fn accept(&self, new: NewCallback) -> Result<Accepted, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.accept(new).await,
+        }
+    }
+
+    /// Leases up to `limit` pending callbacks whose next attempt is due.
+    pub async fn claim_due(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim(owner, lease, limit, None).await,
+        }
+    }
+
+    /// Leases one pending callback now, whatever its schedule (inline
+    /// delivery, replay); `None` if it is not pending or is leased elsewhere.
+    pub async fn claim_one(&self, id: &str, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(s.claim(owner, lease, 1, Some(id)).await?.into_iter().next()),
+        }
+    }
+
+    /// Records one attempt and its consequence, releasing the lease.
+    pub async fn record(&self, id: &str, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.record(id, attempt, outcome).await,
+        }
+    }
+
+    /// Gives back every lease `owner` holds (shutdown).
+    pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.release(owner).await,
+        }
+    }
+
+    pub async fn purge(&self, policy: PurgePolicy) -> Result<Purged, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.purge(policy).await,
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get(id).await,
+        }
+    }
+
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<CallbackSummary>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list(filter).await,
+        }
+    }
+
+    /// Counts by status, and the oldest pending callback's receive time.
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.stats().await,
+        }
+    }
+
+    /// Does storage answer? (`/readyz`)
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Closes the connections after the last write has been committed.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+/// Unix time in milliseconds: what every timestamp in the store is.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,510 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous =
+//! FULL`, so a commit is on disk (fsync) when it returns.
+//!
+//! Every write goes through one writer task that owns the only writing
+//! connection. It takes whatever requests are waiting, runs them in one
+//! transaction and commits once: callbacks that arrive while a commit is in
+//! flight share the next one (group commit), so durable throughput grows
+//! with concurrency while each request still gets its answer only after its
+//! own row is committed. Reads use a small pool alongside (WAL lets them run
+//! during a write).
+//!
+//! SQLite is for one instance: at open, leases left by a previous run of
+//! this instance are given back at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+
+/// Most requests committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// A write not answered by then is reported as failed (the provider will
+/// resend); notify paths must answer within 5 s even when storage hangs.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<Op>,
+    readers: SqlitePool,
+}
+
+enum Op {
+    Accept(NewCallback, oneshot::Sender<Result<Accepted, StoreError>>),
+    Claim { owner: String, lease: Duration, limit: usize, id: Option<String>, reply: oneshot::Sender<Result<Vec<Claimed>, StoreError>> },
+    Record { id: String, attempt: AttemptRecord, outcome: Outcome, reply: oneshot::Sender<Result<(), StoreError>> },
+    Release { owner: String, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Purge(PurgePolicy, oneshot::Sender<Result<Purged, StoreError>>),
+    Close(oneshot::Sender<()>),
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        migrate(&mut conn).await?;
+        // One instance per file: whatever a previous run had leased is free now.
+        sqlx::query("UPDATE callbacks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+            .execute(&mut conn)
+            .await?;
+        let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(writer(conn, rx));
+        Ok(Self { writer: tx, readers })
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(op(tx)).await.map_err(|_| StoreError::WriterGone)?;
+        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::WriterGone),
+            Err(_) => Err(StoreError::Timeout(WRITE_TIMEOUT)),
+        }
+    }
+
+    pub async fn accept(&self, new: NewCallback) -> Result<Accepted, StoreError> {
+        self.call(|reply| Op::Accept(new, reply)).await
+    }
+
+    pub async fn claim(&self, owner: &str, lease: Duration, limit: usize, id: Option<&str>) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, id) = (owner.to_owned(), id.map(str::to_owned));
+        self.call(|reply| Op::Claim { owner, lease, limit, id, reply }).await
+    }
+
+    pub async fn record(&self, id: &str, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.call(|reply| Op::Record { id, attempt, outcome, reply }).await
+    }
+
+    pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.call(|reply| Op::Release { owner, reply }).await
+    }
+
+    pub async fn purge(&self, policy: PurgePolicy) -> Result<Purged, StoreError> {
+        self.call(|reply| Op::Purge(policy, reply)).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT seq, id, provider, tenant, status, attempts, received_at, last_error, content_type, body, remote_addr, simulated, next_attempt_at
+             FROM callbacks WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let summary = summary(&row)?;
+        let attempts = sqlx::query(
+            "SELECT n, at, status_code, duration_ms, error, response_excerpt FROM attempts WHERE callback_seq = ?1 ORDER BY n",
+        )
+        .bind(summary.seq)
+        .fetch_all(&self.readers)
+        .await?
+        .iter()
+        .map(|a| {
+            Ok(AttemptRecord {
+                n: u32::try_from(a.try_get::<i64, _>("n")?).unwrap_or(0),
+                at_ms: a.try_get("at")?,
+                status_code: a.try_get::<Option<i64>, _>("status_code")?.and_then(|c| u16::try_from(c).ok()),
+                duration_ms: u64::try_from(a.try_get::<i64, _>("duration_ms")?).unwrap_or(0),
+                error: a.try_get("error")?,
+                response_excerpt: a.try_get("response_excerpt")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some(CallbackDetail {
+            summary,
+            content_type: row.try_get("content_type")?,
+            body: Bytes::from(row.try_get::<Vec<u8>, _>("body")?),
+            remote_addr: row.try_get("remote_addr")?,
+            simulated: row.try_get::<i64, _>("simulated")? != 0,
+            next_attempt_at_ms: row.try_get("next_attempt_at")?,
+            attempts,
+        }))
+    }
+
+    pub async fn list(&self, f: &ListFilter) -> Result<Vec<CallbackSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, provider, tenant, status, attempts, received_at, last_error FROM callbacks
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR tenant = ?2) AND (?3 IS NULL OR provider = ?3)
+               AND (?4 IS NULL OR seq < ?4)
+             ORDER BY seq DESC LIMIT ?5",
+        )
+        .bind(f.status.map(Status::as_str))
+        .bind(f.tenant.as_deref())
+        .bind(f.provider.as_deref())
+        .bind(f.before_seq)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(|r| summary(r).map_err(StoreError::from)).collect()
+    }
+
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status").fetch_all(&self.readers).await?;
+        let mut by_status = Vec::new();
+        for r in &rows {
+            if let Some(s) = Status::parse(r.try_get("status")?) {
+                by_status.push((s, u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0)));
+            }
+        }
+        let oldest_pending_ms: Option<i64> = sqlx::query("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'")
+            .fetch_one(&self.readers)
+            .await?
+            .try_get("t")?;
+        Ok(Stats { by_status, oldest_pending_ms })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Op::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.readers.close().await;
+    }
+}
+
+fn summary(row: &SqliteRow) -> Result<CallbackSummary, sqlx::Error> {
+    Ok(CallbackSummary {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        provider: row.try_get("provider")?,
+        tenant: row.try_get("tenant")?,
+        status: Status::parse(row.try_get("status")?).unwrap_or(Status::Pending),
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+        received_at_ms: row.try_get("received_at")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .execute(&mut *conn)
+        .await?;
+    for &(version, sql) in MIGRATIONS {
+        let done: Option<i64> = sqlx::query("SELECT version FROM schema_migrations WHERE version = ?1")
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.get(0));
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)")
+            .bind(version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "storage migrated");
+    }
+    Ok(())
+}
+
+/// The writer: batch what is waiting, one transaction, one commit, answer all.
+async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        // A Close is answered after the writes it came with are committed.
+        let mut close = None;
+        let mut ops = Vec::with_capacity(batch.len());
+        for op in batch.drain(..) {
+            match op {
+                Op::Close(tx) => close = Some(tx),
+                other => ops.push(other),
+            }
+        }
+        run_batch(&mut conn, ops).await;
+        if let Some(done) = close {
+            let _ = conn.close().await;
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+/// Runs every op in one transaction. If the transaction fails as a whole,
+/// each op is run again in its own, so that one bad op fails only itself.
+async fn run_batch(conn: &mut SqliteConnection, ops: Vec<Op>) {
+    if ops.is_empty() {
+        return;
+    }
+    if ops.len() > 1 {
+        match try_batch(conn, &ops).await {
+            Ok(results) => {
+                for (op, result) in ops.into_iter().zip(results) {
+                    answer(op, Ok(result));
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, ops = ops.len(), "batched write failed; retrying one by one"),
+        }
+    }
+    for op in ops {
+        let single = std::slice::from_ref(&op);
+        match try_batch(conn, single).await {
+            Ok(mut results) => answer(op, Ok(results.remove(0))),
+            Err(e) => answer(op, Err(e)),
+        }
+    }
+}
+
+/// What one op produced, before its reply is sent.
+enum Done {
+    Accepted(Accepted),
+    Claimed(Vec<Claimed>),
+    Recorded,
+    Released(u64),
+    Purged(Purged),
+}
+
+fn answer(op: Op, result: Result<Done, sqlx::Error>) {
+    fn send<T>(tx: oneshot::Sender<Result<T, StoreError>>, r: Result<T, sqlx::Error>) {
+        let _ = tx.send(r.map_err(StoreError::from));
+    }
+    let mismatch = || sqlx::Error::Protocol("writer answered the wrong kind".into());
+    match op {
+        Op::Accept(_, tx) => send(tx, result.and_then(|d| if let Done::Accepted(a) = d { Ok(a) } else { Err(mismatch()) })),
+        Op::Claim { reply, .. } => send(reply, result.and_then(|d| if let Done::Claimed(c) = d { Ok(c) } else { Err(mismatch()) })),
+        Op::Record { reply, .. } => send(reply, result.and_then(|d| if let Done::Recorded = d { Ok(()) } else { Err(mismatch()) })),
+        Op::Release { reply, .. } => send(reply, result.and_then(|d| if let Done::Released(n) = d { Ok(n) } else { Err(mismatch()) })),
+        Op::Purge(_, tx) => send(tx, result.and_then(|d| if let Done::Purged(p) = d { Ok(p) } else { Err(mismatch()) })),
+        Op::Close(tx) => {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let mut results = Vec::with_capacity(ops.len());
+    let now = now_ms();
+    for op in ops {
+        let done = match op {
+            Op::Accept(new, _) => Done::Accepted(accept(&mut tx, new, now).await?),
+            Op::Claim { owner, lease, limit, id, .. } => Done::Claimed(claim(&mut tx, owner, *lease, *limit, id.as_deref(), now).await?),
+            Op::Record { id, attempt, outcome, .. } => {
+                record(&mut tx, id, attempt, *outcome, now).await?;
+                Done::Recorded
+            }
+            Op::Release { owner, .. } => Done::Released(
+                sqlx::query("UPDATE callbacks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1")
+                    .bind(owner.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+            ),
+            Op::Purge(policy, _) => Done::Purged(purge(&mut tx, policy, now).await?),
+            Op::Close(_) => continue,
+        };
+        results.push(done);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn accept(conn: &mut SqliteConnection, new: &NewCallback, now: i64) -> Result<Accepted, sqlx::Error> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    if let (Status::Pending, Some(dedup)) = (new.status, &new.dedup) {
+        // Claim the key unless it was taken inside the window; RETURNING
+        // yields a row only when this callback now owns the key.
+        let cutoff = now - ms(dedup.window);
+        let owned = sqlx::query(
+            "INSERT INTO dedup (provider, key, seen_at, callback_id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (provider, key) DO UPDATE SET seen_at = excluded.seen_at, callback_id = excluded.callback_id
+             WHERE dedup.seen_at < ?5
+             RETURNING callback_id",
+        )
+        .bind(new.provider)
+        .bind(dedup.key.as_str())
+        .bind(now)
+        .bind(id.as_str())
+        .bind(cutoff)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if owned.is_none() {
+            let row = sqlx::query(
+                "SELECT d.callback_id, c.status FROM dedup d LEFT JOIN callbacks c ON c.id = d.callback_id
+                 WHERE d.provider = ?1 AND d.key = ?2",
+            )
+            .bind(new.provider)
+            .bind(dedup.key.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+            let status: Option<String> = row.try_get("status")?;
+            // A purged original counts as delivered: it was.
+            let status = status.as_deref().and_then(Status::parse).unwrap_or(Status::Delivered);
+            return Ok(Accepted::Duplicate { id: row.try_get("callback_id")?, status });
+        }
+    }
+    let (lease_owner, lease_until) = match (&new.lease, new.status) {
+        (Some((owner, lease)), Status::Pending) => (Some(owner.as_str()), Some(now + ms(*lease))),
+        _ => (None, None),
+    };
+    let next_attempt_at = (new.status == Status::Pending).then_some(now);
+    let finished_at = (new.status != Status::Pending).then_some(now);
+    sqlx::query(
+        "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated, received_at,
+                                next_attempt_at, lease_owner, lease_until, last_error, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .bind(id.as_str())
+    .bind(new.provider)
+    .bind(new.tenant.as_deref())
+    .bind(new.status.as_str())
+    .bind(new.content_type.as_deref())
+    .bind(new.body.as_ref())
+    .bind(new.remote_addr.as_deref())
+    .bind(i64::from(new.simulated))
+    .bind(now)
+    .bind(next_attempt_at)
+    .bind(lease_owner)
+    .bind(lease_until)
+    .bind(new.reason.as_deref())
+    .bind(finished_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Accepted::Stored { id })
+}
+
+async fn claim(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    lease: Duration,
+    limit: usize,
+    id: Option<&str>,
+    now: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE callbacks SET lease_owner = ?1, lease_until = ?2
+         WHERE seq IN (
+             SELECT seq FROM callbacks
+             WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < ?3)
+               AND (CASE WHEN ?5 IS NULL THEN next_attempt_at <= ?3 ELSE id = ?5 END)
+             ORDER BY next_attempt_at LIMIT ?4)
+         RETURNING id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
+    )
+    .bind(owner)
+    .bind(now + ms(lease))
+    .bind(now)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                provider: r.try_get("provider")?,
+                tenant: r.try_get("tenant")?,
+                content_type: r.try_get("content_type")?,
+                body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                remote_addr: r.try_get("remote_addr")?,
+                simulated: r.try_get::<i64, _>("simulated")? != 0,
+                attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+async fn record(conn: &mut SqliteConnection, id: &str, a: &AttemptRecord, outcome: Outcome, now: i64) -> Result<(), sqlx::Error> {
+    let (status, next, finished) = match outcome {
+        Outcome::Delivered => (Status::Delivered, None, Some(now)),
+        Outcome::RetryAt(at) => (Status::Pending, Some(at), None),
+        Outcome::Dead => (Status::Dead, None, Some(now)),
+    };
+    // Only a pending row takes a result: a replayed or already finished row
+    // is not moved backwards by a late attempt.
+    let seq: Option<i64> = sqlx::query(
+        "UPDATE callbacks SET status = ?2, attempts = MAX(attempts, ?3), next_attempt_at = ?4, lease_owner = NULL,
+                lease_until = NULL, last_error = ?5, finished_at = ?6
+         WHERE id = ?1 AND status = 'pending' RETURNING seq",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(i64::from(a.n))
+    .bind(next)
+    .bind(a.error.as_deref())
+    .bind(finished)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.get(0));
+    let seq = match seq {
+        Some(seq) => seq,
+        None => match sqlx::query("SELECT seq FROM callbacks WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await? {
+            Some(r) => r.get(0),
+            None => return Ok(()), // purged meanwhile
+        },
+    };
+    sqlx::query(
+        "INSERT OR REPLACE INTO attempts (callback_seq, n, at, status_code, duration_ms, error, response_excerpt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(seq)
+    .bind(i64::from(a.n))
+    .bind(a.at_ms)
+    .bind(a.status_code.map(i64::from))
+    .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+    .bind(a.error.as_deref())
+    .bind(a.response_excerpt.as_deref())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result<Purged, sqlx::Error> {
+    let delivered = sqlx::query("DELETE FROM callbacks WHERE status = 'delivered' AND received_at < ?1")
+        .bind(now - ms(p.retention))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let rejected = sqlx::query(
+        "DELETE FROM callbacks WHERE status IN ('rejected', 'unroutable') AND seq NOT IN (
+             SELECT seq FROM callbacks WHERE status IN ('rejected', 'unroutable') ORDER BY seq DESC LIMIT ?1)",
+    )
+    .bind(i64::try_from(p.keep_rejected).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let dedup = sqlx::query("DELETE FROM dedup WHERE seen_at < ?1")
+        .bind(now - ms(p.dedup_window))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(Purged { delivered, rejected, dedup })
+}

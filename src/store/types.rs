@@ -1,0 +1,167 @@
+//! What goes into the store and what comes out of it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Accepted, not yet delivered: the worker will (re)try it.
+    Pending,
+    Delivered,
+    /// Every attempt failed; kept, visible, replayable.
+    Dead,
+    /// Refused (bad MAC, wrong merchant, path/payload mismatch, dropped simulation); never delivered.
+    Rejected,
+    /// No tenant found; kept for the operator, replayable with a newer table.
+    Unroutable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+            Self::Rejected => "rejected",
+            Self::Unroutable => "unroutable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "delivered" => Self::Delivered,
+            "dead" => Self::Dead,
+            "rejected" => Self::Rejected,
+            "unroutable" => Self::Unroutable,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The business key a provider's resends share, and how long it counts.
+#[derive(Debug, Clone)]
+pub struct DedupKey {
+    pub key: String,
+    pub window: Duration,
+}
+
+/// A callback to store.
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    pub provider: &'static str,
+    pub tenant: Option<String>,
+    /// `Pending`, `Rejected` or `Unroutable`.
+    pub status: Status,
+    /// Why it was rejected or unroutable (shown as its last error).
+    pub reason: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub remote_addr: Option<String>,
+    pub simulated: bool,
+    /// Only for `Pending`: skip the insert if this key was accepted inside its window.
+    pub dedup: Option<DedupKey>,
+    /// Only for `Pending`: insert it already leased to this owner, for an
+    /// attempt the caller makes itself (`ack = "delivered"`).
+    pub lease: Option<(String, Duration)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    Stored { id: String },
+    /// The dedup key was accepted before, as callback `id`, now in `status`.
+    Duplicate { id: String, status: Status },
+}
+
+/// A pending callback leased for one attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub provider: String,
+    pub tenant: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub remote_addr: Option<String>,
+    pub simulated: bool,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// One delivery attempt, as kept forever with its callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub n: u32,
+    pub at_ms: i64,
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at this unix-ms time.
+    RetryAt(i64),
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PurgePolicy {
+    pub retention: Duration,
+    pub keep_rejected: u64,
+    pub dedup_window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub delivered: u64,
+    pub rejected: u64,
+    pub dedup: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackSummary {
+    pub seq: i64,
+    pub id: String,
+    pub provider: String,
+    pub tenant: Option<String>,
+    pub status: Status,
+    pub attempts: u32,
+    pub received_at_ms: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallbackDetail {
+    pub summary: CallbackSummary,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub remote_addr: Option<String>,
+    pub simulated: bool,
+    pub next_attempt_at_ms: Option<i64>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub tenant: Option<String>,
+    pub provider: Option<String>,
+    pub limit: u32,
+    /// Only rows older than this `seq` (the cursor of the previous page).
+    pub before_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub by_status: Vec<(Status, u64)>,
+    pub oldest_pending_ms: Option<i64>,
+}
