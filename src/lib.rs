@@ -6,12 +6,12 @@
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod form;
-pub mod delivery;
 pub mod http;
 pub mod providers;
 pub mod routing;
-pub mod store;
 pub mod startup;
+pub mod store;
 pub mod telemetry;

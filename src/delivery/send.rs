@@ -59,9 +59,11 @@ pub async fn attempt(client: &reqwest::Client, config: &Config, callback: &Claim
 }
 
 async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: u32) -> Result<Answer, String> {
-    let provider = providers::by_name(&callback.provider).ok_or_else(|| format!("unknown provider {:?}", callback.provider))?;
+    let provider =
+        providers::by_name(&callback.provider).ok_or_else(|| format!("unknown provider {:?}", callback.provider))?;
     let tenant_id = callback.tenant.as_deref().ok_or("the callback has no tenant")?;
-    let tenant = config.table.tenant(tenant_id).ok_or_else(|| format!("tenant {tenant_id:?} is not in the routing table"))?;
+    let tenant =
+        config.table.tenant(tenant_id).ok_or_else(|| format!("tenant {tenant_id:?} is not in the routing table"))?;
     let path = provider
         .notify_path(tenant)
         .ok_or_else(|| format!("tenant {tenant_id:?} no longer takes {} callbacks", provider.name()))?;
@@ -88,7 +90,8 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
     }
     let mut response = request.body(callback.body.clone()).send().await.map_err(|e| describe(&e, config))?;
     let status = response.status();
-    let retry_after = response.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let retry_after =
+        response.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     let mut body = Vec::new();
     loop {
         match response.chunk().await {

@@ -59,10 +59,16 @@ fn ack(provider: &dyn Provider) -> Response {
     answer(provider, status, text)
 }
 
-async fn notify(state: &AppState, provider: &'static dyn Provider, path_tenant: Option<String>, req: Request) -> Response {
+async fn notify(
+    state: &AppState,
+    provider: &'static dyn Provider,
+    path_tenant: Option<String>,
+    req: Request,
+) -> Response {
     let (parts, body_stream) = req.into_parts();
     let config = state.config();
-    let remote = client_ip(&parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>(), &config.server.trusted_proxies);
+    let remote =
+        client_ip(&parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>(), &config.server.trusted_proxies);
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let name = provider.name();
 
@@ -118,7 +124,8 @@ async fn notify(state: &AppState, provider: &'static dyn Provider, path_tenant: 
     let simulated = provider.simulated(&parsed);
     if simulated && tenant.drop_simulated {
         tracing::info!(provider = name, tenant = %tenant_id, "simulated payment dropped (drop_simulated)");
-        keep(state, new(Status::Rejected, Some(tenant_id), Some("simulated payment dropped (drop_simulated)".into()))).await;
+        keep(state, new(Status::Rejected, Some(tenant_id), Some("simulated payment dropped (drop_simulated)".into())))
+            .await;
         // Answered as accepted, so that the provider does not resend it.
         return ack(provider);
     }
@@ -190,7 +197,12 @@ async fn keep(state: &AppState, callback: NewCallback) {
 /// `ack = "delivered"`: the first attempt runs now, in its own task (so it
 /// completes and is recorded even if this request is cut short), and the
 /// provider hears `1|OK` only if the tenant took it within `inline_timeout`.
-async fn deliver_inline(state: &AppState, provider: &dyn Provider, claimed: Claimed, inline_timeout: Duration) -> Response {
+async fn deliver_inline(
+    state: &AppState,
+    provider: &dyn Provider,
+    claimed: Claimed,
+    inline_timeout: Duration,
+) -> Response {
     let task_state = state.clone();
     let attempt = tokio::spawn(async move { delivery::deliver(&task_state, claimed).await });
     match tokio::time::timeout(inline_timeout, attempt).await {

@@ -27,7 +27,15 @@ impl AppState {
     pub fn new(config: Config, client: reqwest::Client, store: Store) -> Self {
         // Names this process's leases in the store.
         let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-        Self { inner: Arc::new(Inner { config: ArcSwap::from_pointee(config), client, store, wake: Notify::new(), instance_id }) }
+        Self {
+            inner: Arc::new(Inner {
+                config: ArcSwap::from_pointee(config),
+                client,
+                store,
+                wake: Notify::new(),
+                instance_id,
+            }),
+        }
     }
 
     /// The table in force now. Hold it for one request: a reload in the

@@ -34,7 +34,12 @@ impl Provider for Funpoint {
         Some(Parsed::Form(fields))
     }
 
-    fn route<'t>(&self, table: &'t RoutingTable, parsed: &Parsed, path_tenant: Option<&str>) -> Result<&'t Tenant, RouteError> {
+    fn route<'t>(
+        &self,
+        table: &'t RoutingTable,
+        parsed: &Parsed,
+        path_tenant: Option<&str>,
+    ) -> Result<&'t Tenant, RouteError> {
         let order = form(parsed).and_then(|f| f.get("MerchantTradeNo"));
         routing::funpoint(table, order, path_tenant).map(|m| m.tenant)
     }
@@ -111,7 +116,9 @@ mod tests {
 
     #[test]
     fn a_resend_with_another_rtnmsg_has_the_same_key() {
-        let first = parsed("MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=%E4%BA%A4%E6%98%93%E6%88%90%E5%8A%9F&TradeNo=9&CheckMacValue=AA");
+        let first = parsed(
+            "MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=%E4%BA%A4%E6%98%93%E6%88%90%E5%8A%9F&TradeNo=9&CheckMacValue=AA",
+        );
         let resend = parsed("MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=paid&TradeNo=9&CheckMacValue=BB");
         assert_eq!(Funpoint.dedup_key(&first), Funpoint.dedup_key(&resend));
         let other = parsed("MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=paid&TradeNo=10&CheckMacValue=BB");

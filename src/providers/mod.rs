@@ -33,7 +33,12 @@ pub trait Provider: Send + Sync + 'static {
     fn parse(&self, body: &[u8], content_type: Option<&str>) -> Option<Parsed>;
 
     /// Finds the tenant, by the payload's routing key or the path's tenant.
-    fn route<'t>(&self, table: &'t RoutingTable, parsed: &Parsed, path_tenant: Option<&str>) -> Result<&'t Tenant, RouteError>;
+    fn route<'t>(
+        &self,
+        table: &'t RoutingTable,
+        parsed: &Parsed,
+        path_tenant: Option<&str>,
+    ) -> Result<&'t Tenant, RouteError>;
 
     /// Checks what the provider signs, or what the tenant pins.
     fn verify(&self, tenant: &Tenant, parsed: &Parsed) -> Result<(), Rejection>;

@@ -16,7 +16,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,9 +41,23 @@ pub struct SqliteStore {
 
 enum Op {
     Accept(NewCallback, oneshot::Sender<Result<Accepted, StoreError>>),
-    Claim { owner: String, lease: Duration, limit: usize, id: Option<String>, reply: oneshot::Sender<Result<Vec<Claimed>, StoreError>> },
-    Record { id: String, attempt: AttemptRecord, outcome: Outcome, reply: oneshot::Sender<Result<(), StoreError>> },
-    Release { owner: String, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Claim {
+        owner: String,
+        lease: Duration,
+        limit: usize,
+        id: Option<String>,
+        reply: oneshot::Sender<Result<Vec<Claimed>, StoreError>>,
+    },
+    Record {
+        id: String,
+        attempt: AttemptRecord,
+        outcome: Outcome,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Release {
+        owner: String,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     Purge(PurgePolicy, oneshot::Sender<Result<Purged, StoreError>>),
     Close(oneshot::Sender<()>),
 }
@@ -84,7 +101,13 @@ impl SqliteStore {
         self.call(|reply| Op::Accept(new, reply)).await
     }
 
-    pub async fn claim(&self, owner: &str, lease: Duration, limit: usize, id: Option<&str>) -> Result<Vec<Claimed>, StoreError> {
+    pub async fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+        id: Option<&str>,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let (owner, id) = (owner.to_owned(), id.map(str::to_owned));
         self.call(|reply| Op::Claim { owner, lease, limit, id, reply }).await
     }
@@ -162,17 +185,19 @@ impl SqliteStore {
     }
 
     pub async fn stats(&self) -> Result<Stats, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status").fetch_all(&self.readers).await?;
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status").fetch_all(&self.readers).await?;
         let mut by_status = Vec::new();
         for r in &rows {
             if let Some(s) = Status::parse(r.try_get("status")?) {
                 by_status.push((s, u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0)));
             }
         }
-        let oldest_pending_ms: Option<i64> = sqlx::query("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'")
-            .fetch_one(&self.readers)
-            .await?
-            .try_get("t")?;
+        let oldest_pending_ms: Option<i64> =
+            sqlx::query("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'")
+                .fetch_one(&self.readers)
+                .await?
+                .try_get("t")?;
         Ok(Stats { by_status, oldest_pending_ms })
     }
 
@@ -204,9 +229,11 @@ fn summary(row: &SqliteRow) -> Result<CallbackSummary, sqlx::Error> {
 }
 
 async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
     for &(version, sql) in MIGRATIONS {
         let done: Option<i64> = sqlx::query("SELECT version FROM schema_migrations WHERE version = ?1")
             .bind(version)
@@ -299,11 +326,21 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
     }
     let mismatch = || sqlx::Error::Protocol("writer answered the wrong kind".into());
     match op {
-        Op::Accept(_, tx) => send(tx, result.and_then(|d| if let Done::Accepted(a) = d { Ok(a) } else { Err(mismatch()) })),
-        Op::Claim { reply, .. } => send(reply, result.and_then(|d| if let Done::Claimed(c) = d { Ok(c) } else { Err(mismatch()) })),
-        Op::Record { reply, .. } => send(reply, result.and_then(|d| if let Done::Recorded = d { Ok(()) } else { Err(mismatch()) })),
-        Op::Release { reply, .. } => send(reply, result.and_then(|d| if let Done::Released(n) = d { Ok(n) } else { Err(mismatch()) })),
-        Op::Purge(_, tx) => send(tx, result.and_then(|d| if let Done::Purged(p) = d { Ok(p) } else { Err(mismatch()) })),
+        Op::Accept(_, tx) => {
+            send(tx, result.and_then(|d| if let Done::Accepted(a) = d { Ok(a) } else { Err(mismatch()) }))
+        }
+        Op::Claim { reply, .. } => {
+            send(reply, result.and_then(|d| if let Done::Claimed(c) = d { Ok(c) } else { Err(mismatch()) }))
+        }
+        Op::Record { reply, .. } => {
+            send(reply, result.and_then(|d| if let Done::Recorded = d { Ok(()) } else { Err(mismatch()) }))
+        }
+        Op::Release { reply, .. } => {
+            send(reply, result.and_then(|d| if let Done::Released(n) = d { Ok(n) } else { Err(mismatch()) }))
+        }
+        Op::Purge(_, tx) => {
+            send(tx, result.and_then(|d| if let Done::Purged(p) = d { Ok(p) } else { Err(mismatch()) }))
+        }
         Op::Close(tx) => {
             let _ = tx.send(());
         }
@@ -317,7 +354,9 @@ async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>,
     for op in ops {
         let done = match op {
             Op::Accept(new, _) => Done::Accepted(accept(&mut tx, new, now).await?),
-            Op::Claim { owner, lease, limit, id, .. } => Done::Claimed(claim(&mut tx, owner, *lease, *limit, id.as_deref(), now).await?),
+            Op::Claim { owner, lease, limit, id, .. } => {
+                Done::Claimed(claim(&mut tx, owner, *lease, *limit, id.as_deref(), now).await?)
+            }
             Op::Record { id, attempt, outcome, .. } => {
                 record(&mut tx, id, attempt, *outcome, now).await?;
                 Done::Recorded
@@ -442,7 +481,13 @@ async fn claim(
         .collect()
 }
 
-async fn record(conn: &mut SqliteConnection, id: &str, a: &AttemptRecord, outcome: Outcome, now: i64) -> Result<(), sqlx::Error> {
+async fn record(
+    conn: &mut SqliteConnection,
+    id: &str,
+    a: &AttemptRecord,
+    outcome: Outcome,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let (status, next, finished) = match outcome {
         Outcome::Delivered => (Status::Delivered, None, Some(now)),
         Outcome::RetryAt(at) => (Status::Pending, Some(at), None),
@@ -466,7 +511,8 @@ async fn record(conn: &mut SqliteConnection, id: &str, a: &AttemptRecord, outcom
     .map(|r| r.get(0));
     let seq = match seq {
         Some(seq) => seq,
-        None => match sqlx::query("SELECT seq FROM callbacks WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await? {
+        None => match sqlx::query("SELECT seq FROM callbacks WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?
+        {
             Some(r) => r.get(0),
             None => return Ok(()), // purged meanwhile
         },

@@ -75,9 +75,14 @@ pub struct NewCallback {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    Stored { id: String },
+    Stored {
+        id: String,
+    },
     /// The dedup key was accepted before, as callback `id`, now in `status`.
-    Duplicate { id: String, status: Status },
+    Duplicate {
+        id: String,
+        status: Status,
+    },
 }
 
 /// A pending callback leased for one attempt.

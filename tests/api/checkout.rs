@@ -312,10 +312,8 @@ async fn cvs_is_posted_server_side_and_the_providers_answer_passed_through() {
     let f = Fixture::start().await;
     f.tenant_answers("CVS", r#","ItemName":"手機殼 & 殼","StoreExpireDate":7"#);
     f.provider.reply(Reply {
-        status: 200,
         content_type: "text/html; charset=utf-8",
-        body: "<html>CVS 代碼 LLL12345</html>".into(),
-        delay: Duration::ZERO,
+        ..Reply::text(200, "<html>CVS 代碼 LLL12345</html>")
     });
     let res = f.app.post_form("/funpoint/checkout", CHECKOUT).await;
     assert_eq!(res.status(), 200);

@@ -2,7 +2,9 @@
 //! and providers that are real HTTP servers on loopback, recording what
 //! they receive and answering what each test sets.
 
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -47,15 +49,33 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: String,
     pub delay: Duration,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     pub fn json(body: impl Into<String>) -> Self {
-        Self { status: 200, content_type: "application/json", body: body.into(), delay: Duration::ZERO }
+        Self {
+            status: 200,
+            content_type: "application/json",
+            body: body.into(),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
     }
 
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self { status, content_type: "text/plain; charset=utf-8", body: body.into(), delay: Duration::ZERO }
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn with_delay(mut self, delay: Duration) -> Self {
@@ -79,9 +99,14 @@ pub struct MockServer {
 
 impl MockServer {
     pub async fn start() -> Self {
+        Self::start_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On a given address (a tenant that comes back where it was).
+    pub async fn start_at(addr: SocketAddr) -> Self {
         let state = Arc::new(Mutex::new(MockState::default()));
         let app = Router::new().fallback(record).with_state(state.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { addr, state }
@@ -116,7 +141,13 @@ async fn record(State(state): State<Arc<Mutex<MockState>>>, req: Request) -> Res
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    (StatusCode::from_u16(reply.status).unwrap(), [("content-type", reply.content_type)], reply.body).into_response()
+    let mut response =
+        (StatusCode::from_u16(reply.status).unwrap(), [("content-type", reply.content_type)], reply.body)
+            .into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
 }
 
 /// An address nothing listens on (bound, then released).
@@ -132,7 +163,6 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub state: payrelay::http::AppState,
-    pub db: std::path::PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -177,7 +207,7 @@ pub async fn spawn_app_on(config: &str, db: &std::path::Path) -> TestApp {
         let _ = rx.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { addr, client, state, db: db.to_owned(), shutdown: Some(tx), stopped: Some(stopped), _dir: None }
+    TestApp { addr, client, state, shutdown: Some(tx), stopped: Some(stopped), _dir: None }
 }
 
 impl TestApp {
@@ -208,6 +238,7 @@ pub fn shop_config(tenant_url: &str, provider_url: &str, extra: &str) -> String 
         r#"
 [delivery]
 timeout = "700ms"
+retry = ["100ms", "200ms", "300ms"]
 
 [providers.funpoint]
 payment_origins = ["{provider_url}"]
@@ -258,3 +289,185 @@ impl Fixture {
 }
 
 pub const CHECKOUT: &str = "foran=f1&serverid=s2&lastan=l3&token=tok-secret-4&domain=shop";
+
+/// A Funpoint paid notification as Funpoint sends it (field order kept),
+/// signed with the stage keys.
+pub fn notification(order_no: &str, trade_no: &str, rtn_msg: &str) -> String {
+    notification_with(order_no, trade_no, rtn_msg, &[])
+}
+
+pub fn notification_with(order_no: &str, trade_no: &str, rtn_msg: &str, extra: &[(&str, &str)]) -> String {
+    let mut fields: Vec<(&str, &str)> = vec![
+        ("MerchantID", STAGE_MERCHANT),
+        ("MerchantTradeNo", order_no),
+        ("StoreID", ""),
+        ("RtnCode", "1"),
+        ("RtnMsg", rtn_msg),
+        ("TradeNo", trade_no),
+        ("TradeAmt", "1200"),
+        ("PaymentDate", "2024/11/22 15:31:02"),
+        ("PaymentType", "Credit_CreditCard"),
+        ("PaymentTypeChargeFee", "24"),
+        ("TradeDate", "2024/11/22 15:30:45"),
+        ("SimulatePaid", "0"),
+    ];
+    for (k, v) in extra {
+        match fields.iter_mut().find(|(fk, _)| fk == k) {
+            Some(slot) => slot.1 = v,
+            None => fields.push((k, v)),
+        }
+    }
+    sign_fields(&fields)
+}
+
+/// Appends the CheckMacValue (stage keys) and form-encodes.
+pub fn sign_fields(fields: &[(&str, &str)]) -> String {
+    use payrelay::domain::{CheckMac, HashAlgorithm, HashKeys, Secret};
+    let keys = HashKeys { key: Secret::new(STAGE_KEY), iv: Secret::new(STAGE_IV) };
+    let mac = CheckMac::compute(fields.iter().copied(), &keys, HashAlgorithm::Sha256);
+    let mut all = fields.to_vec();
+    all.push(("CheckMacValue", mac.as_str()));
+    payrelay::form::encode(all)
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `bound`.
+pub async fn eventually(what: &str, bound: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "gave up after {bound:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    /// Every row in the store, newest first.
+    pub async fn rows(&self) -> Vec<payrelay::store::CallbackSummary> {
+        let filter = payrelay::store::ListFilter { limit: 10_000, ..Default::default() };
+        self.state.store().list(&filter).await.unwrap()
+    }
+
+    pub async fn detail(&self, id: &str) -> payrelay::store::CallbackDetail {
+        self.state.store().get(id).await.unwrap().unwrap()
+    }
+
+    /// Waits until callback `id` has `n` attempts recorded.
+    pub async fn until_attempts(&self, id: &str, n: usize, bound: Duration) -> payrelay::store::CallbackDetail {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let d = self.detail(id).await;
+            if d.attempts.len() >= n {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "callback {id} has {} attempts after {bound:?}",
+                d.attempts.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until callback `id` reaches `status`.
+    pub async fn until_status(
+        &self,
+        id: &str,
+        status: payrelay::store::Status,
+        bound: Duration,
+    ) -> payrelay::store::CallbackDetail {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let d = self.detail(id).await;
+            if d.summary.status == status {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "callback {id} is {} after {bound:?}, not {status}",
+                d.summary.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `payrelay serve` as a child process on a free port, with JSON logs,
+/// read by a thread of its own so that the child never blocks on a full pipe.
+pub struct Served {
+    pub child: std::process::Child,
+    pub addr: String,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Starts on `config`, with its store in the config's folder unless the
+    /// config names one.
+    pub fn start(config: &std::path::Path) -> Self {
+        let text = std::fs::read_to_string(config).unwrap();
+        if !text.contains("[storage]") {
+            let db = config.with_file_name("payrelay.db");
+            std::fs::write(config, format!("[storage]\nurl = \"sqlite://{}\"\n{text}", db.display())).unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_payrelay"))
+            .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more: keep draining.
+                    continue;
+                }
+            }
+        });
+        let mut served = Self { child, addr: String::new(), log };
+        let listening = served.wait_for_log("payrelay listening");
+        served.addr = listening["addr"].as_str().unwrap().to_owned();
+        served
+    }
+
+    pub fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success());
+    }
+
+    /// Reads log lines until one has `message` (at most 20 s).
+    pub fn wait_for_log(&mut self, message: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.log.recv_timeout(left).unwrap_or_else(|_| panic!("no {message:?} in the log"));
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"].as_str().is_some_and(|m| m.contains(message))
+            {
+                return v;
+            }
+        }
+    }
+
+    pub fn raw(&self, request: &str) -> String {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    }
+
+    pub fn checkout(&self, domain: &str) -> String {
+        let body = format!("foran=f&serverid=s&lastan=l&token=t&domain={domain}");
+        self.raw(&format!(
+            "POST /funpoint/checkout.json HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

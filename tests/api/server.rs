@@ -1,9 +1,8 @@
 //! The server skeleton: health, body limit, request ids, unknown paths, and
 //! the binary's graceful shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 
 use std::time::Duration;
 
@@ -47,77 +46,6 @@ async fn bodies_over_max_body_bytes_get_413() {
     assert!(tenant.received().is_empty());
 }
 
-/// `payrelay serve` as a child process on a free port, with JSON logs.
-struct Served {
-    child: std::process::Child,
-    addr: String,
-    log: std::io::Lines<BufReader<std::process::ChildStderr>>,
-}
-
-impl Served {
-    /// Starts on `config`, with its store in the config's folder.
-    fn start(config: &std::path::Path) -> Self {
-        let text = std::fs::read_to_string(config).unwrap();
-        let db = config.with_file_name("payrelay.db");
-        std::fs::write(config, format!("[storage]\nurl = \"sqlite://{}\"\n{text}", db.display())).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_payrelay"))
-            .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = log.next().expect("serve exited before listening").unwrap();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-            if v["message"] == "payrelay listening" {
-                break v["addr"].as_str().unwrap().to_owned();
-            }
-        };
-        Self { child, addr, log }
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success());
-    }
-
-    /// Reads log lines until one has `message`; panics if the process ends first.
-    fn wait_for_log(&mut self, message: &str) -> serde_json::Value {
-        for line in self.log.by_ref() {
-            let line = line.unwrap();
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"].as_str().is_some_and(|m| m.contains(message))
-            {
-                return v;
-            }
-        }
-        panic!("the log ended without {message:?}");
-    }
-
-    fn raw(&self, request: &str) -> String {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        answer
-    }
-
-    fn checkout(&self, domain: &str) -> String {
-        let body = format!("foran=f&serverid=s&lastan=l&token=t&domain={domain}");
-        self.raw(&format!(
-            "POST /funpoint/checkout.json HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const ONE_TENANT: &str = "[delivery]\ntimeout = \"300ms\"\n[[tenants]]\nid = \"a\"\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\ndomain_codes = [\"a\"]\n";
 
 #[test]
@@ -147,7 +75,8 @@ fn sighup_swaps_in_a_valid_table_and_keeps_the_old_one_otherwise() {
     let two = format!(
         "{ONE_TENANT}[[tenants]]\nid = \"b\"\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\ndomain_codes = [\"b\"]\n"
     );
-    std::fs::write(&cfg, format!("[storage]\nurl = \"sqlite://{}\"\n{two}", dir.path().join("payrelay.db").display())).unwrap();
+    std::fs::write(&cfg, format!("[storage]\nurl = \"sqlite://{}\"\n{two}", dir.path().join("payrelay.db").display()))
+        .unwrap();
     served.signal("-HUP");
     served.wait_for_log("config reloaded");
     assert!(served.checkout("b").contains("8000207"), "the new tenant is not routable");
