@@ -354,6 +354,12 @@ impl TryFrom<RawConfig> for Config {
             p.push("delivery.timeout", "must be longer than 0");
         }
 
+        if storage.lease <= delivery.timeout {
+            // An attempt still in flight when its lease ends could be handed
+            // out again, and the tenant would get it twice.
+            p.push("storage.lease", format!("must be longer than delivery.timeout ({:?})", delivery.timeout));
+        }
+
         let admin = AdminConfig { token: non_empty(raw.admin.token).map(Secret::new) };
 
         let funpoint = FunpointSettings {

@@ -231,6 +231,10 @@ fn other_values_are_checked() {
         &["notify_path"],
     );
     assert_problem("not toml = = 1", &["not valid TOML"]);
+    assert_problem(
+        "[storage]\nlease = \"5s\"\n[delivery]\ntimeout = \"10s\"\n",
+        &["storage.lease", "delivery.timeout"],
+    );
     let c = ok(
         "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n[storage]\nurl = \"postgres://u:pw@127.0.0.1:5432/payrelay\"\n",
     );

@@ -12,6 +12,7 @@
 //! SQLite is for one instance: at open, leases left by a previous run of
 //! this instance are given back at once.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -259,6 +260,7 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
 /// The writer: batch what is waiting, one transaction, one commit, answer all.
 async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    let mut durable = true;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -274,6 +276,18 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
             match op {
                 Op::Close(tx) => close = Some(tx),
                 other => ops.push(other),
+            }
+        }
+        // Only accepting a callback must be on disk before it is answered; a
+        // batch of attempt records and leases commits without an fsync of its
+        // own (the next durable commit syncs the whole WAL, those frames
+        // included). Losing one to a power cut means one attempt made again.
+        let needs_sync = ops.iter().any(|op| matches!(op, Op::Accept(..) | Op::Purge(..)));
+        if needs_sync != durable {
+            let pragma = if needs_sync { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+            match sqlx::query(pragma).execute(&mut conn).await {
+                Ok(_) => durable = needs_sync,
+                Err(e) => tracing::warn!(error = %e, "cannot switch synchronous mode"),
             }
         }
         run_batch(&mut conn, ops).await;
@@ -347,19 +361,34 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
     }
 }
 
+/// One transaction for the whole batch. Accepts and records, the bulk of
+/// the traffic, take a fixed handful of statements however many there are
+/// (their rows travel as one JSON parameter): a statement costs a round trip
+/// to SQLite's thread, a row only SQLite's own work.
 async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let mut results = Vec::with_capacity(ops.len());
     let now = now_ms();
+    let accepts: Vec<&NewCallback> =
+        ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(n) } else { None }).collect();
+    let mut accepted = accept_all(&mut tx, &accepts, now).await?.into_iter();
+    let records: Vec<(&str, &AttemptRecord, Outcome)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Record { id, attempt, outcome, .. } => Some((id.as_str(), attempt, *outcome)),
+            _ => None,
+        })
+        .collect();
+    record_all(&mut tx, &records, now).await?;
+
+    let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         let done = match op {
-            Op::Accept(new, _) => Done::Accepted(accept(&mut tx, new, now).await?),
+            Op::Accept(..) => {
+                Done::Accepted(accepted.next().ok_or_else(|| sqlx::Error::Protocol("accept result missing".into()))?)
+            }
+            Op::Record { .. } => Done::Recorded,
             Op::Claim { owner, lease, limit, id, .. } => {
                 Done::Claimed(claim(&mut tx, owner, *lease, *limit, id.as_deref(), now).await?)
-            }
-            Op::Record { id, attempt, outcome, .. } => {
-                record(&mut tx, id, attempt, *outcome, now).await?;
-                Done::Recorded
             }
             Op::Release { owner, .. } => Done::Released(
                 sqlx::query("UPDATE callbacks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1")
@@ -377,68 +406,223 @@ async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>,
     Ok(results)
 }
 
-async fn accept(conn: &mut SqliteConnection, new: &NewCallback, now: i64) -> Result<Accepted, sqlx::Error> {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    if let (Status::Pending, Some(dedup)) = (new.status, &new.dedup) {
-        // Claim the key unless it was taken inside the window; RETURNING
-        // yields a row only when this callback now owns the key.
-        let cutoff = now - ms(dedup.window);
+/// One callback row as the batch insert reads it from JSON.
+#[derive(serde::Serialize)]
+struct InsertRow<'a> {
+    id: &'a str,
+    provider: &'a str,
+    tenant: Option<&'a str>,
+    status: &'a str,
+    ct: Option<&'a str>,
+    /// hex: JSON carries no bytes, and a body must come back byte for byte.
+    body: String,
+    remote: Option<&'a str>,
+    sim: i64,
+    next_at: Option<i64>,
+    lease_owner: Option<&'a str>,
+    lease_until: Option<i64>,
+    reason: Option<&'a str>,
+    finished_at: Option<i64>,
+}
+
+#[derive(serde::Serialize)]
+struct KeyRow<'a> {
+    id: &'a str,
+    p: &'a str,
+    k: &'a str,
+}
+
+/// Dedup and insert every accepted callback of the batch, in order. A key
+/// seen twice in one batch goes to the first; the second is its duplicate.
+async fn accept_all(
+    conn: &mut SqliteConnection,
+    news: &[&NewCallback],
+    now: i64,
+) -> Result<Vec<Accepted>, sqlx::Error> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = news.iter().map(|_| uuid::Uuid::now_v7().simple().to_string()).collect();
+    let keyed: Vec<(usize, &DedupKey)> = news
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.status == Status::Pending)
+        .filter_map(|(i, n)| n.dedup.as_ref().map(|d| (i, d)))
+        .collect();
+
+    // Claim each key unless it was taken inside its window: RETURNING names
+    // the callbacks that now own their key.
+    let mut owners = HashSet::new();
+    if let Some((_, first)) = keyed.first() {
+        let rows: Vec<KeyRow> =
+            keyed.iter().map(|(i, d)| KeyRow { id: &ids[*i], p: news[*i].provider, k: &d.key }).collect();
         let owned = sqlx::query(
-            "INSERT INTO dedup (provider, key, seen_at, callback_id) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO dedup (provider, key, seen_at, callback_id)
+             SELECT j.value->>'p', j.value->>'k', ?2, j.value->>'id' FROM json_each(?1) AS j WHERE true ORDER BY j.key
              ON CONFLICT (provider, key) DO UPDATE SET seen_at = excluded.seen_at, callback_id = excluded.callback_id
-             WHERE dedup.seen_at < ?5
+             WHERE dedup.seen_at < ?3
              RETURNING callback_id",
         )
-        .bind(new.provider)
-        .bind(dedup.key.as_str())
+        .bind(json(&rows)?)
         .bind(now)
-        .bind(id.as_str())
-        .bind(cutoff)
-        .fetch_optional(&mut *conn)
+        .bind(now - ms(first.window))
+        .fetch_all(&mut *conn)
         .await?;
-        if owned.is_none() {
-            let row = sqlx::query(
-                "SELECT d.callback_id, c.status FROM dedup d LEFT JOIN callbacks c ON c.id = d.callback_id
-                 WHERE d.provider = ?1 AND d.key = ?2",
-            )
-            .bind(new.provider)
-            .bind(dedup.key.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
+        for row in owned {
+            owners.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    let is_dup = |i: usize| news[i].status == Status::Pending && news[i].dedup.is_some() && !owners.contains(&ids[i]);
+
+    let rows: Vec<InsertRow> = news
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !is_dup(*i))
+        .map(|(i, n)| {
+            let pending = n.status == Status::Pending;
+            let (lease_owner, lease_until) = match (&n.lease, pending) {
+                (Some((owner, lease)), true) => (Some(owner.as_str()), Some(now + ms(*lease))),
+                _ => (None, None),
+            };
+            InsertRow {
+                id: &ids[i],
+                provider: n.provider,
+                tenant: n.tenant.as_deref(),
+                status: n.status.as_str(),
+                ct: n.content_type.as_deref(),
+                body: hex::encode(&n.body),
+                remote: n.remote_addr.as_deref(),
+                sim: i64::from(n.simulated),
+                next_at: pending.then_some(now),
+                lease_owner,
+                lease_until,
+                reason: n.reason.as_deref(),
+                finished_at: (!pending).then_some(now),
+            }
+        })
+        .collect();
+    if !rows.is_empty() {
+        sqlx::query(
+            "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated, received_at,
+                                    next_attempt_at, lease_owner, lease_until, last_error, finished_at)
+             SELECT j.value->>'id', j.value->>'provider', j.value->>'tenant', j.value->>'status', j.value->>'ct',
+                    coalesce(unhex(j.value->>'body'), x''), j.value->>'remote', j.value->>'sim', ?2,
+                    j.value->>'next_at', j.value->>'lease_owner', j.value->>'lease_until', j.value->>'reason',
+                    j.value->>'finished_at'
+             FROM json_each(?1) AS j ORDER BY j.key",
+        )
+        .bind(json(&rows)?)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    // Duplicates answer with the callback that holds their key.
+    let mut originals = HashMap::new();
+    let dups: Vec<KeyRow> = keyed
+        .iter()
+        .filter(|(i, _)| is_dup(*i))
+        .map(|(i, d)| KeyRow { id: &ids[*i], p: news[*i].provider, k: &d.key })
+        .collect();
+    if !dups.is_empty() {
+        let found = sqlx::query(
+            "SELECT j.value->>'id' AS dup, d.callback_id, c.status FROM json_each(?1) AS j
+             JOIN dedup d ON d.provider = j.value->>'p' AND d.key = j.value->>'k'
+             LEFT JOIN callbacks c ON c.id = d.callback_id",
+        )
+        .bind(json(&dups)?)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in found {
             let status: Option<String> = row.try_get("status")?;
             // A purged original counts as delivered: it was.
             let status = status.as_deref().and_then(Status::parse).unwrap_or(Status::Delivered);
-            return Ok(Accepted::Duplicate { id: row.try_get("callback_id")?, status });
+            let original = Accepted::Duplicate { id: row.try_get("callback_id")?, status };
+            originals.insert(row.try_get::<String, _>("dup")?, original);
         }
     }
-    let (lease_owner, lease_until) = match (&new.lease, new.status) {
-        (Some((owner, lease)), Status::Pending) => (Some(owner.as_str()), Some(now + ms(*lease))),
-        _ => (None, None),
-    };
-    let next_attempt_at = (new.status == Status::Pending).then_some(now);
-    let finished_at = (new.status != Status::Pending).then_some(now);
+    (0..news.len())
+        .map(|i| {
+            if is_dup(i) {
+                originals.remove(&ids[i]).ok_or_else(|| sqlx::Error::Protocol("duplicate without its original".into()))
+            } else {
+                Ok(Accepted::Stored { id: ids[i].clone() })
+            }
+        })
+        .collect()
+}
+
+#[derive(serde::Serialize)]
+struct RecordRow<'a> {
+    id: &'a str,
+    status: &'a str,
+    n: u32,
+    at: i64,
+    code: Option<u16>,
+    ms: u64,
+    error: Option<&'a str>,
+    excerpt: Option<&'a str>,
+    next_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+/// Records every attempt of the batch and moves each callback on. Only a
+/// pending row takes a result: a replayed or finished row is not moved
+/// backwards by a late attempt (the attempt itself is still kept).
+async fn record_all(
+    conn: &mut SqliteConnection,
+    records: &[(&str, &AttemptRecord, Outcome)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<RecordRow> = records
+        .iter()
+        .map(|(id, a, outcome)| {
+            let (status, next_at, finished_at) = match outcome {
+                Outcome::Delivered => (Status::Delivered, None, Some(now)),
+                Outcome::RetryAt(at) => (Status::Pending, Some(*at), None),
+                Outcome::Dead => (Status::Dead, None, Some(now)),
+            };
+            RecordRow {
+                id,
+                status: status.as_str(),
+                n: a.n,
+                at: a.at_ms,
+                code: a.status_code,
+                ms: a.duration_ms,
+                error: a.error.as_deref(),
+                excerpt: a.response_excerpt.as_deref(),
+                next_at,
+                finished_at,
+            }
+        })
+        .collect();
+    let rows = json(&rows)?;
     sqlx::query(
-        "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated, received_at,
-                                next_attempt_at, lease_owner, lease_until, last_error, finished_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "UPDATE callbacks SET status = r.value->>'status', attempts = MAX(callbacks.attempts, r.value->>'n'),
+                next_attempt_at = r.value->>'next_at', lease_owner = NULL, lease_until = NULL,
+                last_error = r.value->>'error', finished_at = r.value->>'finished_at'
+         FROM json_each(?1) AS r WHERE callbacks.id = r.value->>'id' AND callbacks.status = 'pending'",
     )
-    .bind(id.as_str())
-    .bind(new.provider)
-    .bind(new.tenant.as_deref())
-    .bind(new.status.as_str())
-    .bind(new.content_type.as_deref())
-    .bind(new.body.as_ref())
-    .bind(new.remote_addr.as_deref())
-    .bind(i64::from(new.simulated))
-    .bind(now)
-    .bind(next_attempt_at)
-    .bind(lease_owner)
-    .bind(lease_until)
-    .bind(new.reason.as_deref())
-    .bind(finished_at)
+    .bind(rows.as_str())
     .execute(&mut *conn)
     .await?;
-    Ok(Accepted::Stored { id })
+    sqlx::query(
+        "INSERT OR REPLACE INTO attempts (callback_seq, n, at, status_code, duration_ms, error, response_excerpt)
+         SELECT c.seq, r.value->>'n', r.value->>'at', r.value->>'code', r.value->>'ms', r.value->>'error',
+                r.value->>'excerpt'
+         FROM json_each(?1) AS r JOIN callbacks c ON c.id = r.value->>'id'",
+    )
+    .bind(rows.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn json(v: &impl serde::Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 async fn claim(
@@ -479,58 +663,6 @@ async fn claim(
             })
         })
         .collect()
-}
-
-async fn record(
-    conn: &mut SqliteConnection,
-    id: &str,
-    a: &AttemptRecord,
-    outcome: Outcome,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let (status, next, finished) = match outcome {
-        Outcome::Delivered => (Status::Delivered, None, Some(now)),
-        Outcome::RetryAt(at) => (Status::Pending, Some(at), None),
-        Outcome::Dead => (Status::Dead, None, Some(now)),
-    };
-    // Only a pending row takes a result: a replayed or already finished row
-    // is not moved backwards by a late attempt.
-    let seq: Option<i64> = sqlx::query(
-        "UPDATE callbacks SET status = ?2, attempts = MAX(attempts, ?3), next_attempt_at = ?4, lease_owner = NULL,
-                lease_until = NULL, last_error = ?5, finished_at = ?6
-         WHERE id = ?1 AND status = 'pending' RETURNING seq",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(i64::from(a.n))
-    .bind(next)
-    .bind(a.error.as_deref())
-    .bind(finished)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|r| r.get(0));
-    let seq = match seq {
-        Some(seq) => seq,
-        None => match sqlx::query("SELECT seq FROM callbacks WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?
-        {
-            Some(r) => r.get(0),
-            None => return Ok(()), // purged meanwhile
-        },
-    };
-    sqlx::query(
-        "INSERT OR REPLACE INTO attempts (callback_seq, n, at, status_code, duration_ms, error, response_excerpt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .bind(seq)
-    .bind(i64::from(a.n))
-    .bind(a.at_ms)
-    .bind(a.status_code.map(i64::from))
-    .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-    .bind(a.error.as_deref())
-    .bind(a.response_excerpt.as_deref())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result<Purged, sqlx::Error> {
