@@ -24,6 +24,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    handoff: tokio::sync::mpsc::Receiver<delivery::Handoff>,
     router: Router,
     header_timeout: Duration,
 }
@@ -39,9 +40,9 @@ impl Application {
             .with_context(|| format!("cannot open storage {}", config.storage.url.display_masked()))?;
         let header_timeout = config.server.request_timeout;
         let (max_body, request_timeout) = (config.server.max_body_bytes, config.server.request_timeout);
-        let state = AppState::new(config, client, store);
+        let (state, handoff) = AppState::new(config, client, store);
         let router = http::router(state.clone(), max_body, request_timeout);
-        Ok(Self { listener, state, router, header_timeout })
+        Ok(Self { listener, state, handoff, router, header_timeout })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -57,7 +58,7 @@ impl Application {
     /// attempts and give back its leases, and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let background = CancellationToken::new();
-        let worker = tokio::spawn(delivery::run_worker(self.state.clone(), background.clone()));
+        let worker = tokio::spawn(delivery::run_worker(self.state.clone(), self.handoff, background.clone()));
         let purger = tokio::spawn(delivery::run_purger(self.state.clone(), background.clone()));
         match self.listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, "payrelay listening"),

@@ -9,9 +9,9 @@ mod send;
 mod sign;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,43 +29,45 @@ const POLL: Duration = Duration::from_millis(200);
 /// How often retention runs (SPEC: at start and at least once a minute).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
+/// A callback just stored with a lease for this instance, handed to the
+/// worker directly so that its first attempt needs no claim round trip.
+pub struct Handoff {
+    pub callback: Claimed,
+    pub leased_at: Instant,
+}
+
 /// Runs until `shutdown` is cancelled, then drains and releases its leases.
-pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
+pub async fn run_worker(state: AppState, mut handoff: mpsc::Receiver<Handoff>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let tracker = TaskTracker::new();
     let owner = state.instance_id().to_owned();
     tracing::info!(owner, concurrency = CONCURRENCY, "delivery worker started");
-    while !shutdown.is_cancelled() {
-        let free = permits.available_permits();
-        let mut claimed = 0;
-        if free > 0 {
-            let lease = state.config().storage.lease;
-            match state.store().claim_due(&owner, lease, free).await {
-                Ok(batch) => {
-                    claimed = batch.len();
-                    for callback in batch {
-                        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                        let state = state.clone();
-                        tracker.spawn(async move {
-                            deliver(&state, callback).await;
-                            drop(permit);
-                            state.wake_worker();
-                        });
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim deliveries; trying again shortly");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-        if free > 0 && claimed == free {
-            continue; // there may be more due right now
-        }
+    let mut next_poll = tokio::time::Instant::now();
+    loop {
         tokio::select! {
-            () = state.worker_woken() => {}
-            () = tokio::time::sleep(POLL) => {}
-            () = shutdown.cancelled() => {}
+            biased;
+            () = shutdown.cancelled() => break,
+            handed = handoff.recv() => {
+                let Some(Handoff { callback, leased_at }) = handed else { continue };
+                // Waited so long for a free slot that the lease may run out
+                // soon: leave it to the poll after the lease, not twice.
+                if leased_at.elapsed() > state.config().storage.lease / 2 {
+                    continue;
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let state = state.clone();
+                tracker.spawn(async move {
+                    deliver(&state, callback).await;
+                    drop(permit);
+                });
+            }
+            () = tokio::time::sleep_until(next_poll) => {
+                poll(&state, &owner, &permits, &tracker).await;
+                next_poll = tokio::time::Instant::now() + POLL;
+            }
+            () = state.worker_woken() => {
+                poll(&state, &owner, &permits, &tracker).await;
+            }
         }
     }
     tracker.close();
@@ -79,6 +81,37 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
         Err(e) => tracing::warn!(error = %e, "cannot release leases; they expire after [storage].lease"),
     }
     tracing::info!("delivery worker stopped");
+}
+
+/// Claims what is due in the store (retries, work left by a restart or by
+/// another instance) as long as there are free slots and due rows.
+async fn poll(state: &AppState, owner: &str, permits: &Arc<Semaphore>, tracker: &TaskTracker) {
+    loop {
+        let free = permits.available_permits();
+        if free == 0 {
+            return;
+        }
+        let lease = state.config().storage.lease;
+        let batch = match state.store().claim_due(owner, lease, free).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim deliveries; trying again shortly");
+                return;
+            }
+        };
+        let claimed = batch.len();
+        for callback in batch {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let state = state.clone();
+            tracker.spawn(async move {
+                deliver(&state, callback).await;
+                drop(permit);
+            });
+        }
+        if claimed < free {
+            return;
+        }
+    }
 }
 
 /// One attempt, recorded. Storage errors are logged: the lease then

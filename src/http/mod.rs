@@ -73,7 +73,15 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                 .make_span_with(|req: &Request| {
                     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
                     // The path only: a query string may carry order data.
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %id,
+                        provider = tracing::field::Empty,
+                        tenant = tracing::field::Empty,
+                        delivery = tracing::field::Empty,
+                    )
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO))

@@ -71,6 +71,8 @@ async fn notify(
         client_ip(&parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>(), &config.server.trusted_proxies);
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let name = provider.name();
+    let span = tracing::Span::current();
+    span.record("provider", name);
 
     // parse
     let bytes: Bytes = match body::read(Body::new(body_stream)).await {
@@ -114,6 +116,7 @@ async fn notify(
         }
     };
     let tenant_id = tenant.id.to_string();
+    span.record("tenant", tenant_id.as_str());
 
     // verify
     if let Err(rejection) = provider.verify(tenant, &parsed) {
@@ -136,9 +139,9 @@ async fn notify(
     let mut pending = new(Status::Pending, Some(tenant_id.clone()), None);
     pending.simulated = simulated;
     pending.dedup = Some(DedupKey { key: dedup_key(provider, &parsed), window: config.delivery.dedup_window });
-    if inline {
-        pending.lease = Some((state.instance_id().to_owned(), lease));
-    }
+    // Leased to this instance from the start: the first attempt is made
+    // here (handed to the worker, or inline) without a claim.
+    pending.lease = Some((state.instance_id().to_owned(), lease));
     let accepted = match state.store().accept(pending.clone()).await {
         Ok(a) => a,
         Err(e) => {
@@ -150,11 +153,7 @@ async fn notify(
     // acknowledge (and deliver inline)
     match accepted {
         Accepted::Stored { id } => {
-            tracing::info!(provider = name, tenant = %tenant_id, delivery = %id, simulated, "callback stored");
-            if !inline {
-                state.wake_worker();
-                return ack(provider);
-            }
+            span.record("delivery", id.as_str());
             let claimed = Claimed {
                 id,
                 provider: name.to_owned(),
@@ -165,10 +164,15 @@ async fn notify(
                 simulated,
                 attempts: 0,
             };
+            if !inline {
+                state.hand_off(claimed);
+                return ack(provider);
+            }
             deliver_inline(state, provider, claimed, config.delivery.inline_timeout).await
         }
         Accepted::Duplicate { id, status } => {
-            tracing::info!(provider = name, tenant = %tenant_id, delivery = %id, original = status.as_str(), "duplicate callback");
+            span.record("delivery", id.as_str());
+            tracing::debug!(original = status.as_str(), "duplicate callback");
             if !inline || status != Status::Pending {
                 return ack(provider);
             }

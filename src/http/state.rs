@@ -5,10 +5,17 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use std::time::Instant;
+
+use tokio::sync::{Notify, mpsc};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::delivery::Handoff;
+use crate::store::{Claimed, Store};
+
+/// Freshly stored callbacks waiting for a delivery slot; beyond this they
+/// wait in the store for their lease to run out.
+const HANDOFF_QUEUE: usize = 10_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,20 +28,27 @@ struct Inner {
     store: Store,
     wake: Notify,
     instance_id: String,
+    handoff: mpsc::Sender<Handoff>,
 }
 
 impl AppState {
-    pub fn new(config: Config, client: reqwest::Client, store: Store) -> Self {
+    /// The state, and the receiving end of the hand-off queue for the worker.
+    pub fn new(config: Config, client: reqwest::Client, store: Store) -> (Self, mpsc::Receiver<Handoff>) {
         // Names this process's leases in the store.
         let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-        Self {
-            inner: Arc::new(Inner {
-                config: ArcSwap::from_pointee(config),
-                client,
-                store,
-                wake: Notify::new(),
-                instance_id,
-            }),
+        let (handoff, rx) = mpsc::channel(HANDOFF_QUEUE);
+        let inner =
+            Inner { config: ArcSwap::from_pointee(config), client, store, wake: Notify::new(), instance_id, handoff };
+        (Self { inner: Arc::new(inner) }, rx)
+    }
+
+    /// Gives a freshly stored, leased callback to the worker. When the
+    /// queue is full the row is still in the store, leased: the worker
+    /// claims it once the lease runs out.
+    pub fn hand_off(&self, callback: Claimed) {
+        let id = callback.id.clone();
+        if self.inner.handoff.try_send(Handoff { callback, leased_at: Instant::now() }).is_err() {
+            tracing::debug!(delivery = %id, "delivery queue full; the worker takes it after its lease");
         }
     }
 
