@@ -11,7 +11,7 @@ mod sign;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -57,8 +57,7 @@ pub async fn run_worker(state: AppState, mut handoff: mpsc::Receiver<Handoff>, s
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let state = state.clone();
                 tracker.spawn(async move {
-                    deliver(&state, callback).await;
-                    drop(permit);
+                    deliver(&state, callback, Some(permit)).await;
                 });
             }
             () = tokio::time::sleep_until(next_poll) => {
@@ -104,8 +103,7 @@ async fn poll(state: &AppState, owner: &str, permits: &Arc<Semaphore>, tracker: 
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
             let state = state.clone();
             tracker.spawn(async move {
-                deliver(&state, callback).await;
-                drop(permit);
+                deliver(&state, callback, Some(permit)).await;
             });
         }
         if claimed < free {
@@ -114,11 +112,14 @@ async fn poll(state: &AppState, owner: &str, permits: &Arc<Semaphore>, tracker: 
     }
 }
 
-/// One attempt, recorded. Storage errors are logged: the lease then
-/// expires and the attempt is made again (at least once, never lost).
-pub async fn deliver(state: &AppState, callback: Claimed) -> bool {
+/// One attempt, recorded. The delivery slot (`permit`) is given back as
+/// soon as the tenant has answered, before the record is written. Storage
+/// errors are logged: the lease then expires and the attempt is made again
+/// (at least once, never lost).
+pub async fn deliver(state: &AppState, callback: Claimed, permit: Option<OwnedSemaphorePermit>) -> bool {
     let config = state.config();
     let (record, outcome) = attempt(state.client(), &config, &callback).await;
+    drop(permit);
     let delivered = matches!(outcome, crate::store::Outcome::Delivered);
     let tenant = callback.tenant.as_deref().unwrap_or("-");
     match &outcome {
@@ -144,14 +145,10 @@ pub async fn deliver(state: &AppState, callback: Claimed) -> bool {
 pub async fn run_purger(state: AppState, shutdown: CancellationToken) {
     loop {
         let config = state.config();
-        let policy = PurgePolicy {
-            retention: config.storage.retention,
-            keep_rejected: config.storage.keep_rejected,
-            dedup_window: config.delivery.dedup_window,
-        };
+        let policy = PurgePolicy { retention: config.storage.retention, keep_rejected: config.storage.keep_rejected };
         match state.store().purge(policy).await {
-            Ok(p) if p.delivered + p.rejected + p.dedup > 0 => {
-                tracing::info!(delivered = p.delivered, rejected = p.rejected, dedup = p.dedup, "purged old rows")
+            Ok(p) if p.delivered + p.rejected > 0 => {
+                tracing::info!(delivered = p.delivered, rejected = p.rejected, "purged old rows")
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed; trying again next round"),

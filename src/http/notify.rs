@@ -208,7 +208,7 @@ async fn deliver_inline(
     inline_timeout: Duration,
 ) -> Response {
     let task_state = state.clone();
-    let attempt = tokio::spawn(async move { delivery::deliver(&task_state, claimed).await });
+    let attempt = tokio::spawn(async move { delivery::deliver(&task_state, claimed, None).await });
     match tokio::time::timeout(inline_timeout, attempt).await {
         Ok(Ok(true)) => ack(provider),
         _ => error(provider, StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),

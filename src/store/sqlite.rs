@@ -31,6 +31,8 @@ const MAX_BATCH: usize = 512;
 /// A write not answered by then is reported as failed (the provider will
 /// resend); notify paths must answer within 5 s even when storage hangs.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long an attempt record may wait for accepts to share a commit with.
+const RECORD_DELAY: Duration = Duration::from_millis(20);
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
 
@@ -258,10 +260,31 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
 }
 
 /// The writer: batch what is waiting, one transaction, one commit, answer all.
+///
+/// Attempt records need not be on disk before anything is answered (a lost
+/// one means an attempt made again), so they wait up to [`RECORD_DELAY`] to
+/// ride along with the next batch of accepts instead of paying a commit of
+/// their own.
 async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
-    let mut durable = true;
-    while let Some(first) = rx.recv().await {
+    let mut deferred: Vec<Op> = Vec::new();
+    let mut deferred_since: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deferred_since {
+            None => rx.recv().await,
+            Some(since) => match tokio::time::timeout_at(since + RECORD_DELAY, rx.recv()).await {
+                Ok(op) => op,
+                Err(_) => {
+                    deferred_since = None;
+                    run_batch(&mut conn, std::mem::take(&mut deferred)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(first) = next else {
+            run_batch(&mut conn, std::mem::take(&mut deferred)).await;
+            return;
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -271,25 +294,20 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
         }
         // A Close is answered after the writes it came with are committed.
         let mut close = None;
-        let mut ops = Vec::with_capacity(batch.len());
+        let mut ops = Vec::with_capacity(batch.len() + deferred.len());
         for op in batch.drain(..) {
             match op {
                 Op::Close(tx) => close = Some(tx),
+                op @ Op::Record { .. } => deferred.push(op),
                 other => ops.push(other),
             }
         }
-        // Only accepting a callback must be on disk before it is answered; a
-        // batch of attempt records and leases commits without an fsync of its
-        // own (the next durable commit syncs the whole WAL, those frames
-        // included). Losing one to a power cut means one attempt made again.
-        let needs_sync = ops.iter().any(|op| matches!(op, Op::Accept(..) | Op::Purge(..)));
-        if needs_sync != durable {
-            let pragma = if needs_sync { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
-            match sqlx::query(pragma).execute(&mut conn).await {
-                Ok(_) => durable = needs_sync,
-                Err(e) => tracing::warn!(error = %e, "cannot switch synchronous mode"),
-            }
+        if ops.is_empty() && close.is_none() && deferred.len() < MAX_BATCH {
+            deferred_since.get_or_insert_with(tokio::time::Instant::now);
+            continue;
         }
+        ops.append(&mut deferred);
+        deferred_since = None;
         run_batch(&mut conn, ops).await;
         if let Some(done) = close {
             let _ = conn.close().await;
@@ -418,11 +436,37 @@ struct InsertRow<'a> {
     body: String,
     remote: Option<&'a str>,
     sim: i64,
+    key: Option<&'a str>,
     next_at: Option<i64>,
     lease_owner: Option<&'a str>,
     lease_until: Option<i64>,
     reason: Option<&'a str>,
     finished_at: Option<i64>,
+}
+
+/// Inserts the rows; a row whose dedup key another row holds is skipped.
+/// Returns the ids inserted.
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    rows: &[InsertRow<'_>],
+    now: i64,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated, dedup_key,
+                                received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at)
+         SELECT j.value->>'id', j.value->>'provider', j.value->>'tenant', j.value->>'status', j.value->>'ct',
+                coalesce(unhex(j.value->>'body'), x''), j.value->>'remote', j.value->>'sim', j.value->>'key', ?2,
+                j.value->>'next_at', j.value->>'lease_owner', j.value->>'lease_until', j.value->>'reason',
+                j.value->>'finished_at'
+         FROM json_each(?1) AS j WHERE true ORDER BY j.key
+         ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+         RETURNING id",
+    )
+    .bind(json(&rows)?)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    inserted.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
 #[derive(serde::Serialize)]
@@ -432,8 +476,9 @@ struct KeyRow<'a> {
     k: &'a str,
 }
 
-/// Dedup and insert every accepted callback of the batch, in order. A key
-/// seen twice in one batch goes to the first; the second is its duplicate.
+/// Dedup and insert every accepted callback of the batch, in order, in one
+/// statement in the common case. A key seen twice in one batch goes to the
+/// first; the second is its duplicate.
 async fn accept_all(
     conn: &mut SqliteConnection,
     news: &[&NewCallback],
@@ -443,110 +488,83 @@ async fn accept_all(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = news.iter().map(|_| uuid::Uuid::now_v7().simple().to_string()).collect();
-    let keyed: Vec<(usize, &DedupKey)> = news
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.status == Status::Pending)
-        .filter_map(|(i, n)| n.dedup.as_ref().map(|d| (i, d)))
-        .collect();
-
-    // Claim each key unless it was taken inside its window: RETURNING names
-    // the callbacks that now own their key.
-    let mut owners = HashSet::new();
-    if let Some((_, first)) = keyed.first() {
-        let rows: Vec<KeyRow> =
-            keyed.iter().map(|(i, d)| KeyRow { id: &ids[*i], p: news[*i].provider, k: &d.key }).collect();
-        let owned = sqlx::query(
-            "INSERT INTO dedup (provider, key, seen_at, callback_id)
-             SELECT j.value->>'p', j.value->>'k', ?2, j.value->>'id' FROM json_each(?1) AS j WHERE true ORDER BY j.key
-             ON CONFLICT (provider, key) DO UPDATE SET seen_at = excluded.seen_at, callback_id = excluded.callback_id
-             WHERE dedup.seen_at < ?3
-             RETURNING callback_id",
-        )
-        .bind(json(&rows)?)
-        .bind(now)
-        .bind(now - ms(first.window))
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in owned {
-            owners.insert(row.try_get::<String, _>(0)?);
+    fn key_of(n: &NewCallback) -> Option<&DedupKey> {
+        if n.status == Status::Pending { n.dedup.as_ref() } else { None }
+    }
+    let row = |i: usize| {
+        let n = news[i];
+        let pending = n.status == Status::Pending;
+        let (lease_owner, lease_until) = match (&n.lease, pending) {
+            (Some((owner, lease)), true) => (Some(owner.as_str()), Some(now + ms(*lease))),
+            _ => (None, None),
+        };
+        InsertRow {
+            id: &ids[i],
+            provider: n.provider,
+            tenant: n.tenant.as_deref(),
+            status: n.status.as_str(),
+            ct: n.content_type.as_deref(),
+            body: hex::encode(&n.body),
+            remote: n.remote_addr.as_deref(),
+            sim: i64::from(n.simulated),
+            key: key_of(n).map(|d| d.key.as_str()),
+            next_at: pending.then_some(now),
+            lease_owner,
+            lease_until,
+            reason: n.reason.as_deref(),
+            finished_at: (!pending).then_some(now),
         }
-    }
-    let is_dup = |i: usize| news[i].status == Status::Pending && news[i].dedup.is_some() && !owners.contains(&ids[i]);
+    };
+    let rows: Vec<InsertRow> = (0..news.len()).map(row).collect();
+    let mut stored = insert_rows(conn, &rows, now).await?;
 
-    let rows: Vec<InsertRow> = news
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !is_dup(*i))
-        .map(|(i, n)| {
-            let pending = n.status == Status::Pending;
-            let (lease_owner, lease_until) = match (&n.lease, pending) {
-                (Some((owner, lease)), true) => (Some(owner.as_str()), Some(now + ms(*lease))),
-                _ => (None, None),
-            };
-            InsertRow {
-                id: &ids[i],
-                provider: n.provider,
-                tenant: n.tenant.as_deref(),
-                status: n.status.as_str(),
-                ct: n.content_type.as_deref(),
-                body: hex::encode(&n.body),
-                remote: n.remote_addr.as_deref(),
-                sim: i64::from(n.simulated),
-                next_at: pending.then_some(now),
-                lease_owner,
-                lease_until,
-                reason: n.reason.as_deref(),
-                finished_at: (!pending).then_some(now),
-            }
-        })
-        .collect();
-    if !rows.is_empty() {
-        sqlx::query(
-            "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated, received_at,
-                                    next_attempt_at, lease_owner, lease_until, last_error, finished_at)
-             SELECT j.value->>'id', j.value->>'provider', j.value->>'tenant', j.value->>'status', j.value->>'ct',
-                    coalesce(unhex(j.value->>'body'), x''), j.value->>'remote', j.value->>'sim', ?2,
-                    j.value->>'next_at', j.value->>'lease_owner', j.value->>'lease_until', j.value->>'reason',
-                    j.value->>'finished_at'
-             FROM json_each(?1) AS j ORDER BY j.key",
-        )
-        .bind(json(&rows)?)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-
-    // Duplicates answer with the callback that holds their key.
+    // The rest are duplicates: find the callback holding each key. One
+    // older than its window gives the key up and the newcomer is stored.
+    let dups: Vec<usize> = (0..news.len()).filter(|i| !stored.contains(&ids[*i])).collect();
     let mut originals = HashMap::new();
-    let dups: Vec<KeyRow> = keyed
-        .iter()
-        .filter(|(i, _)| is_dup(*i))
-        .map(|(i, d)| KeyRow { id: &ids[*i], p: news[*i].provider, k: &d.key })
-        .collect();
     if !dups.is_empty() {
+        let keys: Vec<KeyRow> = dups
+            .iter()
+            .filter_map(|&i| key_of(news[i]).map(|d| KeyRow { id: &ids[i], p: news[i].provider, k: &d.key }))
+            .collect();
         let found = sqlx::query(
-            "SELECT j.value->>'id' AS dup, d.callback_id, c.status FROM json_each(?1) AS j
-             JOIN dedup d ON d.provider = j.value->>'p' AND d.key = j.value->>'k'
-             LEFT JOIN callbacks c ON c.id = d.callback_id",
+            "SELECT j.value->>'id' AS dup, c.id, c.status, c.received_at FROM json_each(?1) AS j
+             JOIN callbacks c ON c.provider = j.value->>'p' AND c.dedup_key = j.value->>'k'",
         )
-        .bind(json(&dups)?)
+        .bind(json(&keys)?)
         .fetch_all(&mut *conn)
         .await?;
-        for row in found {
-            let status: Option<String> = row.try_get("status")?;
-            // A purged original counts as delivered: it was.
-            let status = status.as_deref().and_then(Status::parse).unwrap_or(Status::Delivered);
-            let original = Accepted::Duplicate { id: row.try_get("callback_id")?, status };
-            originals.insert(row.try_get::<String, _>("dup")?, original);
+        let mut expired = Vec::new();
+        for r in found {
+            let dup: String = r.try_get("dup")?;
+            let Some(&i) = dups.iter().find(|&&i| ids[i] == dup) else { continue };
+            let window = key_of(news[i]).map_or(Duration::ZERO, |d| d.window);
+            let original: String = r.try_get("id")?;
+            if r.try_get::<i64, _>("received_at")? < now - ms(window) {
+                expired.push((i, original));
+            } else {
+                let status = Status::parse(r.try_get("status")?).unwrap_or(Status::Pending);
+                originals.insert(dup, Accepted::Duplicate { id: original, status });
+            }
+        }
+        if !expired.is_empty() {
+            let old: Vec<&str> = expired.iter().map(|(_, id)| id.as_str()).collect();
+            sqlx::query("UPDATE callbacks SET dedup_key = NULL WHERE id IN (SELECT value FROM json_each(?1))")
+                .bind(json(&old)?)
+                .execute(&mut *conn)
+                .await?;
+            let again: Vec<InsertRow> = expired.iter().map(|(i, _)| row(*i)).collect();
+            stored.extend(insert_rows(conn, &again, now).await?);
         }
     }
     (0..news.len())
         .map(|i| {
-            if is_dup(i) {
-                originals.remove(&ids[i]).ok_or_else(|| sqlx::Error::Protocol("duplicate without its original".into()))
-            } else {
+            if stored.contains(&ids[i]) {
                 Ok(Accepted::Stored { id: ids[i].clone() })
+            } else {
+                originals
+                    .remove(&ids[i])
+                    .ok_or_else(|| sqlx::Error::Protocol("a callback neither stored nor a duplicate".into()))
             }
         })
         .collect()
@@ -604,7 +622,7 @@ async fn record_all(
         "UPDATE callbacks SET status = r.value->>'status', attempts = MAX(callbacks.attempts, r.value->>'n'),
                 next_attempt_at = r.value->>'next_at', lease_owner = NULL, lease_until = NULL,
                 last_error = r.value->>'error', finished_at = r.value->>'finished_at'
-         FROM json_each(?1) AS r WHERE callbacks.id = r.value->>'id' AND callbacks.status = 'pending'",
+         FROM json_each(?1) AS r WHERE callbacks.id = r.value->>'id' AND +callbacks.status = 'pending'",
     )
     .bind(rows.as_str())
     .execute(&mut *conn)
@@ -625,6 +643,9 @@ fn json(v: &impl serde::Serialize) -> Result<String, sqlx::Error> {
     serde_json::to_string(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
+/// Leases due rows (`id: None`: the earliest due, by the due index) or one
+/// given pending row (by id). The `+` and `INDEXED BY` keep SQLite's
+/// planner off the status index, which would scan every pending row.
 async fn claim(
     conn: &mut SqliteConnection,
     owner: &str,
@@ -633,22 +654,29 @@ async fn claim(
     id: Option<&str>,
     now: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let rows = sqlx::query(
-        "UPDATE callbacks SET lease_owner = ?1, lease_until = ?2
-         WHERE seq IN (
-             SELECT seq FROM callbacks
-             WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < ?3)
-               AND (CASE WHEN ?5 IS NULL THEN next_attempt_at <= ?3 ELSE id = ?5 END)
-             ORDER BY next_attempt_at LIMIT ?4)
-         RETURNING id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
-    )
-    .bind(owner)
-    .bind(now + ms(lease))
-    .bind(now)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let query = match id {
+        None => sqlx::query(
+            "UPDATE callbacks SET lease_owner = ?1, lease_until = ?2
+             WHERE seq IN (
+                 SELECT seq FROM callbacks INDEXED BY callbacks_due
+                 WHERE status = 'pending' AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
+                 ORDER BY next_attempt_at LIMIT ?4)
+             RETURNING id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
+        ),
+        Some(_) => sqlx::query(
+            "UPDATE callbacks SET lease_owner = ?1, lease_until = ?2
+             WHERE id = ?5 AND +status = 'pending' AND (lease_until IS NULL OR lease_until < ?3)
+             RETURNING id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
+        ),
+    };
+    let rows = query
+        .bind(owner)
+        .bind(now + ms(lease))
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(Claimed {
@@ -666,11 +694,13 @@ async fn claim(
 }
 
 async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result<Purged, sqlx::Error> {
-    let delivered = sqlx::query("DELETE FROM callbacks WHERE status = 'delivered' AND received_at < ?1")
-        .bind(now - ms(p.retention))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let delivered = sqlx::query(
+        "DELETE FROM callbacks INDEXED BY callbacks_received WHERE +status = 'delivered' AND received_at < ?1",
+    )
+    .bind(now - ms(p.retention))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     let rejected = sqlx::query(
         "DELETE FROM callbacks WHERE status IN ('rejected', 'unroutable') AND seq NOT IN (
              SELECT seq FROM callbacks WHERE status IN ('rejected', 'unroutable') ORDER BY seq DESC LIMIT ?1)",
@@ -679,10 +709,5 @@ async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    let dedup = sqlx::query("DELETE FROM dedup WHERE seen_at < ?1")
-        .bind(now - ms(p.dedup_window))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    Ok(Purged { delivered, rejected, dedup })
+    Ok(Purged { delivered, rejected })
 }

@@ -122,14 +122,12 @@ pub enum Outcome {
 pub struct PurgePolicy {
     pub retention: Duration,
     pub keep_rejected: u64,
-    pub dedup_window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub delivered: u64,
     pub rejected: u64,
-    pub dedup: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

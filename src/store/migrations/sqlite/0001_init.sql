@@ -10,6 +10,8 @@ CREATE TABLE callbacks (
     body            BLOB NOT NULL,
     remote_addr     TEXT,
     simulated       INTEGER NOT NULL DEFAULT 0,
+    -- the provider's business key (resends share it); NULL when not deduplicated
+    dedup_key       TEXT,
     received_at     INTEGER NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
@@ -21,6 +23,9 @@ CREATE TABLE callbacks (
 CREATE INDEX callbacks_due ON callbacks (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX callbacks_status_seq ON callbacks (status, seq);
 CREATE INDEX callbacks_received ON callbacks (received_at);
+-- Dedup: one callback per key. A key older than dedup_window is cleared
+-- from its row when the same key comes again, so the new one is accepted.
+CREATE UNIQUE INDEX callbacks_dedup ON callbacks (provider, dedup_key) WHERE dedup_key IS NOT NULL;
 
 CREATE TABLE attempts (
     callback_seq     INTEGER NOT NULL REFERENCES callbacks (seq) ON DELETE CASCADE,
@@ -32,12 +37,3 @@ CREATE TABLE attempts (
     response_excerpt TEXT,
     PRIMARY KEY (callback_seq, n)
 );
-
-CREATE TABLE dedup (
-    provider    TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    seen_at     INTEGER NOT NULL,
-    callback_id TEXT NOT NULL,
-    PRIMARY KEY (provider, key)
-);
-CREATE INDEX dedup_seen ON dedup (seen_at);
