@@ -1,7 +1,7 @@
 -- payrelay's durable outbox: every callback received, every delivery attempt,
 -- and the dedup index. Times are unix milliseconds.
 CREATE TABLE callbacks (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq             INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: its bookkeeping dirties a page (an fsync) even when a duplicate inserts nothing
     id              TEXT NOT NULL UNIQUE,
     provider        TEXT NOT NULL,
     tenant          TEXT,
