@@ -135,7 +135,7 @@ pub async fn deliver(state: &AppState, callback: Claimed, permit: Option<OwnedSe
             error = record.error.as_deref().unwrap_or("-"), "delivery failed for the last time; callback is dead"
         ),
     }
-    if let Err(e) = state.store().record(&callback.id, record, outcome).await {
+    if let Err(e) = state.store().record(callback.seq, record, outcome).await {
         tracing::error!(delivery = %callback.id, error = %e, "cannot record the attempt; it will be made again after the lease");
     }
     delivered

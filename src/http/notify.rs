@@ -152,9 +152,10 @@ async fn notify(
 
     // acknowledge (and deliver inline)
     match accepted {
-        Accepted::Stored { id } => {
+        Accepted::Stored { id, seq } => {
             span.record("delivery", id.as_str());
             let claimed = Claimed {
+                seq,
                 id,
                 provider: name.to_owned(),
                 tenant: pending.tenant,

@@ -68,9 +68,9 @@ impl Store {
     }
 
     /// Records one attempt and its consequence, releasing the lease.
-    pub async fn record(&self, id: &str, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
+    pub async fn record(&self, seq: i64, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(s) => s.record(id, attempt, outcome).await,
+            Self::Sqlite(s) => s.record(seq, attempt, outcome).await,
         }
     }
 

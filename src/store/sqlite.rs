@@ -12,8 +12,9 @@
 //! SQLite is for one instance: at open, leases left by a previous run of
 //! this instance are given back at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
@@ -52,7 +53,7 @@ enum Op {
         reply: oneshot::Sender<Result<Vec<Claimed>, StoreError>>,
     },
     Record {
-        id: String,
+        seq: i64,
         attempt: AttemptRecord,
         outcome: Outcome,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -115,9 +116,8 @@ impl SqliteStore {
         self.call(|reply| Op::Claim { owner, lease, limit, id, reply }).await
     }
 
-    pub async fn record(&self, id: &str, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        self.call(|reply| Op::Record { id, attempt, outcome, reply }).await
+    pub async fn record(&self, seq: i64, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
+        self.call(|reply| Op::Record { seq, attempt, outcome, reply }).await
     }
 
     pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
@@ -380,8 +380,7 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
 }
 
 /// One transaction for the whole batch. Accepts and records, the bulk of
-/// the traffic, take a fixed handful of statements however many there are
-/// (their rows travel as one JSON parameter): a statement costs a round trip
+/// the traffic, go in multi-row statements: a statement costs a round trip
 /// to SQLite's thread, a row only SQLite's own work.
 async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>, sqlx::Error> {
     let mut tx = conn.begin().await?;
@@ -389,14 +388,14 @@ async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>,
     let accepts: Vec<&NewCallback> =
         ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(n) } else { None }).collect();
     let mut accepted = accept_all(&mut tx, &accepts, now).await?.into_iter();
-    let records: Vec<(&str, &AttemptRecord, Outcome)> = ops
+    let records: Vec<(i64, &AttemptRecord, Outcome)> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::Record { id, attempt, outcome, .. } => Some((id.as_str(), attempt, *outcome)),
+            Op::Record { seq, attempt, outcome, .. } => Some((*seq, attempt, *outcome)),
             _ => None,
         })
         .collect();
-    record_all(&mut tx, &records, now).await?;
+    record_all(&mut tx, &records).await?;
 
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
@@ -424,49 +423,95 @@ async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>,
     Ok(results)
 }
 
-/// One callback row as the batch insert reads it from JSON.
-#[derive(serde::Serialize)]
-struct InsertRow<'a> {
-    id: &'a str,
-    provider: &'a str,
-    tenant: Option<&'a str>,
-    status: &'a str,
-    ct: Option<&'a str>,
-    /// hex: JSON carries no bytes, and a body must come back byte for byte.
-    body: String,
-    remote: Option<&'a str>,
-    sim: i64,
-    key: Option<&'a str>,
-    next_at: Option<i64>,
-    lease_owner: Option<&'a str>,
-    lease_until: Option<i64>,
-    reason: Option<&'a str>,
-    finished_at: Option<i64>,
+/// Multi-row statements come in these sizes, so that SQLite prepares each
+/// once and sqlx caches it; a batch of n rows is split by the binary digits
+/// of n (300 = 256 + 32 + 8 + 4), a few round trips however large it is.
+const CHUNKS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
+
+fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
 }
 
-/// Inserts the rows; a row whose dedup key another row holds is skipped.
-/// Returns the ids inserted.
+/// `head VALUES (?, …), (?, …) … tail` for `rows` rows of `cols` columns.
+fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> Arc<str> {
+    let row = format!("({})", vec!["?"; cols].join(", "));
+    format!("{head} VALUES {} {tail}", vec![row; rows].join(", ")).into()
+}
+
+const INSERT_HEAD: &str =
+    "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated,
+    dedup_key, received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at)";
+const INSERT_TAIL: &str = "ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id, seq";
+const RECORD_HEAD: &str = "INSERT OR REPLACE INTO attempts (callback_seq, n, at, status_code, duration_ms, error,
+    response_excerpt, outcome, next_at)";
+
+static INSERT_SQL: LazyLock<Vec<Arc<str>>> =
+    LazyLock::new(|| CHUNKS.iter().map(|&n| values_sql(INSERT_HEAD, 15, n, INSERT_TAIL)).collect());
+static RECORD_SQL: LazyLock<Vec<Arc<str>>> =
+    LazyLock::new(|| CHUNKS.iter().map(|&n| values_sql(RECORD_HEAD, 9, n, "")).collect());
+
+fn sql_for(cache: &[Arc<str>], size: usize) -> Arc<str> {
+    let i = CHUNKS.iter().position(|&s| s == size).unwrap_or(CHUNKS.len() - 1);
+    cache[i].clone()
+}
+
+/// Inserts the callbacks `which` of `news` (with their ids); a row whose
+/// dedup key another row holds is skipped. Returns the seq of each row
+/// inserted, by id.
 async fn insert_rows(
     conn: &mut SqliteConnection,
-    rows: &[InsertRow<'_>],
+    news: &[&NewCallback],
+    ids: &[String],
+    which: &[usize],
     now: i64,
-) -> Result<HashSet<String>, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated, dedup_key,
-                                received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at)
-         SELECT j.value->>'id', j.value->>'provider', j.value->>'tenant', j.value->>'status', j.value->>'ct',
-                coalesce(unhex(j.value->>'body'), x''), j.value->>'remote', j.value->>'sim', j.value->>'key', ?2,
-                j.value->>'next_at', j.value->>'lease_owner', j.value->>'lease_until', j.value->>'reason',
-                j.value->>'finished_at'
-         FROM json_each(?1) AS j WHERE true ORDER BY j.key
-         ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
-         RETURNING id",
-    )
-    .bind(json(&rows)?)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await?;
-    inserted.iter().map(|r| r.try_get::<String, _>(0)).collect()
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut stored = HashMap::with_capacity(which.len());
+    let mut rest = which;
+    for size in chunk_sizes(which.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut query = sqlx::query(AssertSqlSafe(sql_for(&INSERT_SQL, size)));
+        for &i in chunk {
+            let n = news[i];
+            let pending = n.status == Status::Pending;
+            let (lease_owner, lease_until) = match (&n.lease, pending) {
+                (Some((owner, lease)), true) => (Some(owner.clone()), Some(now + ms(*lease))),
+                _ => (None, None),
+            };
+            query = query
+                .bind(ids[i].clone())
+                .bind(n.provider)
+                .bind(n.tenant.clone())
+                .bind(n.status.as_str())
+                .bind(n.content_type.clone())
+                .bind(n.body.to_vec())
+                .bind(n.remote_addr.clone())
+                .bind(i64::from(n.simulated))
+                .bind(dedup_of(n).map(|d| d.key.clone()))
+                .bind(now)
+                .bind(pending.then_some(now))
+                .bind(lease_owner)
+                .bind(lease_until)
+                .bind(n.reason.clone())
+                .bind((!pending).then_some(now));
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            stored.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+        }
+    }
+    Ok(stored)
+}
+
+/// The dedup key of a callback that is to be delivered (only those dedup).
+fn dedup_of(n: &NewCallback) -> Option<&DedupKey> {
+    if n.status == Status::Pending { n.dedup.as_ref() } else { None }
 }
 
 #[derive(serde::Serialize)]
@@ -476,9 +521,8 @@ struct KeyRow<'a> {
     k: &'a str,
 }
 
-/// Dedup and insert every accepted callback of the batch, in order, in one
-/// statement in the common case. A key seen twice in one batch goes to the
-/// first; the second is its duplicate.
+/// Dedup and insert every accepted callback of the batch, in order. A key
+/// seen twice in one batch goes to the first; the second is its duplicate.
 async fn accept_all(
     conn: &mut SqliteConnection,
     news: &[&NewCallback],
@@ -488,44 +532,17 @@ async fn accept_all(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = news.iter().map(|_| uuid::Uuid::now_v7().simple().to_string()).collect();
-    fn key_of(n: &NewCallback) -> Option<&DedupKey> {
-        if n.status == Status::Pending { n.dedup.as_ref() } else { None }
-    }
-    let row = |i: usize| {
-        let n = news[i];
-        let pending = n.status == Status::Pending;
-        let (lease_owner, lease_until) = match (&n.lease, pending) {
-            (Some((owner, lease)), true) => (Some(owner.as_str()), Some(now + ms(*lease))),
-            _ => (None, None),
-        };
-        InsertRow {
-            id: &ids[i],
-            provider: n.provider,
-            tenant: n.tenant.as_deref(),
-            status: n.status.as_str(),
-            ct: n.content_type.as_deref(),
-            body: hex::encode(&n.body),
-            remote: n.remote_addr.as_deref(),
-            sim: i64::from(n.simulated),
-            key: key_of(n).map(|d| d.key.as_str()),
-            next_at: pending.then_some(now),
-            lease_owner,
-            lease_until,
-            reason: n.reason.as_deref(),
-            finished_at: (!pending).then_some(now),
-        }
-    };
-    let rows: Vec<InsertRow> = (0..news.len()).map(row).collect();
-    let mut stored = insert_rows(conn, &rows, now).await?;
+    let all: Vec<usize> = (0..news.len()).collect();
+    let mut stored = insert_rows(conn, news, &ids, &all, now).await?;
 
     // The rest are duplicates: find the callback holding each key. One
     // older than its window gives the key up and the newcomer is stored.
-    let dups: Vec<usize> = (0..news.len()).filter(|i| !stored.contains(&ids[*i])).collect();
+    let dups: Vec<usize> = all.iter().copied().filter(|i| !stored.contains_key(&ids[*i])).collect();
     let mut originals = HashMap::new();
     if !dups.is_empty() {
         let keys: Vec<KeyRow> = dups
             .iter()
-            .filter_map(|&i| key_of(news[i]).map(|d| KeyRow { id: &ids[i], p: news[i].provider, k: &d.key }))
+            .filter_map(|&i| dedup_of(news[i]).map(|d| KeyRow { id: &ids[i], p: news[i].provider, k: &d.key }))
             .collect();
         let found = sqlx::query(
             "SELECT j.value->>'id' AS dup, c.id, c.status, c.received_at FROM json_each(?1) AS j
@@ -538,7 +555,7 @@ async fn accept_all(
         for r in found {
             let dup: String = r.try_get("dup")?;
             let Some(&i) = dups.iter().find(|&&i| ids[i] == dup) else { continue };
-            let window = key_of(news[i]).map_or(Duration::ZERO, |d| d.window);
+            let window = dedup_of(news[i]).map_or(Duration::ZERO, |d| d.window);
             let original: String = r.try_get("id")?;
             if r.try_get::<i64, _>("received_at")? < now - ms(window) {
                 expired.push((i, original));
@@ -553,89 +570,51 @@ async fn accept_all(
                 .bind(json(&old)?)
                 .execute(&mut *conn)
                 .await?;
-            let again: Vec<InsertRow> = expired.iter().map(|(i, _)| row(*i)).collect();
-            stored.extend(insert_rows(conn, &again, now).await?);
+            let again: Vec<usize> = expired.iter().map(|(i, _)| *i).collect();
+            stored.extend(insert_rows(conn, news, &ids, &again, now).await?);
         }
     }
-    (0..news.len())
-        .map(|i| {
-            if stored.contains(&ids[i]) {
-                Ok(Accepted::Stored { id: ids[i].clone() })
-            } else {
-                originals
-                    .remove(&ids[i])
-                    .ok_or_else(|| sqlx::Error::Protocol("a callback neither stored nor a duplicate".into()))
-            }
+    all.iter()
+        .map(|&i| match stored.get(&ids[i]) {
+            Some(&seq) => Ok(Accepted::Stored { id: ids[i].clone(), seq }),
+            None => originals
+                .remove(&ids[i])
+                .ok_or_else(|| sqlx::Error::Protocol("a callback neither stored nor a duplicate".into())),
         })
         .collect()
 }
 
-#[derive(serde::Serialize)]
-struct RecordRow<'a> {
-    id: &'a str,
-    status: &'a str,
-    n: u32,
-    at: i64,
-    code: Option<u16>,
-    ms: u64,
-    error: Option<&'a str>,
-    excerpt: Option<&'a str>,
-    next_at: Option<i64>,
-    finished_at: Option<i64>,
-}
-
-/// Records every attempt of the batch and moves each callback on. Only a
-/// pending row takes a result: a replayed or finished row is not moved
-/// backwards by a late attempt (the attempt itself is still kept).
+/// Records every attempt of the batch. The `attempts_apply` trigger moves
+/// each callback on in the same statement (only a pending one: a replayed
+/// or finished row is not moved backwards by a late attempt).
 async fn record_all(
     conn: &mut SqliteConnection,
-    records: &[(&str, &AttemptRecord, Outcome)],
-    now: i64,
+    records: &[(i64, &AttemptRecord, Outcome)],
 ) -> Result<(), sqlx::Error> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<RecordRow> = records
-        .iter()
-        .map(|(id, a, outcome)| {
-            let (status, next_at, finished_at) = match outcome {
-                Outcome::Delivered => (Status::Delivered, None, Some(now)),
-                Outcome::RetryAt(at) => (Status::Pending, Some(*at), None),
-                Outcome::Dead => (Status::Dead, None, Some(now)),
+    let mut rest = records;
+    for size in chunk_sizes(records.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut query = sqlx::query(AssertSqlSafe(sql_for(&RECORD_SQL, size)));
+        for (seq, a, outcome) in chunk {
+            let (status, next_at) = match outcome {
+                Outcome::Delivered => (Status::Delivered, None),
+                Outcome::RetryAt(at) => (Status::Pending, Some(*at)),
+                Outcome::Dead => (Status::Dead, None),
             };
-            RecordRow {
-                id,
-                status: status.as_str(),
-                n: a.n,
-                at: a.at_ms,
-                code: a.status_code,
-                ms: a.duration_ms,
-                error: a.error.as_deref(),
-                excerpt: a.response_excerpt.as_deref(),
-                next_at,
-                finished_at,
-            }
-        })
-        .collect();
-    let rows = json(&rows)?;
-    sqlx::query(
-        "UPDATE callbacks SET status = r.value->>'status', attempts = MAX(callbacks.attempts, r.value->>'n'),
-                next_attempt_at = r.value->>'next_at', lease_owner = NULL, lease_until = NULL,
-                last_error = r.value->>'error', finished_at = r.value->>'finished_at'
-         FROM json_each(?1) AS r WHERE callbacks.id = r.value->>'id' AND +callbacks.status = 'pending'",
-    )
-    .bind(rows.as_str())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT OR REPLACE INTO attempts (callback_seq, n, at, status_code, duration_ms, error, response_excerpt)
-         SELECT c.seq, r.value->>'n', r.value->>'at', r.value->>'code', r.value->>'ms', r.value->>'error',
-                r.value->>'excerpt'
-         FROM json_each(?1) AS r JOIN callbacks c ON c.id = r.value->>'id'",
-    )
-    .bind(rows.as_str())
-    .execute(&mut *conn)
-    .await?;
+            query = query
+                .bind(*seq)
+                .bind(i64::from(a.n))
+                .bind(a.at_ms)
+                .bind(a.status_code.map(i64::from))
+                .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                .bind(a.error.clone())
+                .bind(a.response_excerpt.clone())
+                .bind(status.as_str())
+                .bind(next_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -661,12 +640,12 @@ async fn claim(
                  SELECT seq FROM callbacks INDEXED BY callbacks_due
                  WHERE status = 'pending' AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
                  ORDER BY next_attempt_at LIMIT ?4)
-             RETURNING id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
+             RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
         ),
         Some(_) => sqlx::query(
             "UPDATE callbacks SET lease_owner = ?1, lease_until = ?2
              WHERE id = ?5 AND +status = 'pending' AND (lease_until IS NULL OR lease_until < ?3)
-             RETURNING id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
+             RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
         ),
     };
     let rows = query
@@ -680,6 +659,7 @@ async fn claim(
     rows.iter()
         .map(|r| {
             Ok(Claimed {
+                seq: r.try_get("seq")?,
                 id: r.try_get("id")?,
                 provider: r.try_get("provider")?,
                 tenant: r.try_get("tenant")?,
@@ -710,4 +690,72 @@ async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result
     .await?
     .rows_affected();
     Ok(Purged { delivered, rejected })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_add_up_and_use_the_cached_sizes() {
+        for n in [0, 1, 2, 3, 7, 100, 255, 256, 300, 511, 512] {
+            let sizes = chunk_sizes(n);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| CHUNKS.contains(s)));
+            assert!(sizes.len() <= 9, "{n}: {sizes:?}");
+        }
+        assert_eq!(chunk_sizes(300), [256, 32, 8, 4]);
+        assert_eq!(
+            values_sql("INSERT INTO t (a, b)", 2, 2, "RETURNING a").as_ref(),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) RETURNING a"
+        );
+    }
+
+    fn callback(key: Option<&str>) -> NewCallback {
+        NewCallback {
+            provider: "funpoint",
+            tenant: Some("shop".into()),
+            status: Status::Pending,
+            reason: None,
+            content_type: Some("text/html".into()),
+            body: Bytes::from_static(b"MerchantTradeNo=A01&x=\xe4\xba\xa4"),
+            remote_addr: Some("127.0.0.1".into()),
+            simulated: false,
+            dedup: key.map(|k| DedupKey { key: k.into(), window: Duration::from_secs(3600) }),
+            lease: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_stores_each_key_once_and_keeps_bodies_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        // Sent together, these land in one or a few batches.
+        let keys = ["a", "b", "a", "c", "b", "a"];
+        let tasks: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let (store, new) = (store.clone(), callback(Some(k)));
+                tokio::spawn(async move { store.accept(new).await.unwrap() })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        let stored: Vec<&Accepted> = results.iter().filter(|a| matches!(a, Accepted::Stored { .. })).collect();
+        assert_eq!(stored.len(), 3, "{results:?}");
+        for r in &results {
+            if let Accepted::Duplicate { id, status } = r {
+                assert_eq!(*status, Status::Pending);
+                assert!(stored.iter().any(|s| matches!(s, Accepted::Stored { id: sid, .. } if sid == id)));
+            }
+        }
+        let Accepted::Stored { id, .. } = stored[0] else { unreachable!() };
+        let detail = store.get(id).await.unwrap().unwrap();
+        assert_eq!(detail.body.as_ref(), b"MerchantTradeNo=A01&x=\xe4\xba\xa4");
+        // Without a key, never a duplicate.
+        assert!(matches!(store.accept(callback(None)).await.unwrap(), Accepted::Stored { .. }));
+        assert!(matches!(store.accept(callback(None)).await.unwrap(), Accepted::Stored { .. }));
+    }
 }

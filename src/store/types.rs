@@ -77,6 +77,7 @@ pub struct NewCallback {
 pub enum Accepted {
     Stored {
         id: String,
+        seq: i64,
     },
     /// The dedup key was accepted before, as callback `id`, now in `status`.
     Duplicate {
@@ -88,6 +89,8 @@ pub enum Accepted {
 /// A pending callback leased for one attempt.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    /// The row's key in the store.
+    pub seq: i64,
     pub id: String,
     pub provider: String,
     pub tenant: Option<String>,

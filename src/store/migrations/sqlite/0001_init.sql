@@ -35,5 +35,19 @@ CREATE TABLE attempts (
     duration_ms      INTEGER NOT NULL,
     error            TEXT,
     response_excerpt TEXT,
+    -- what followed: 'delivered', 'pending' (again at next_at) or 'dead'
+    outcome          TEXT NOT NULL,
+    next_at          INTEGER,
     PRIMARY KEY (callback_seq, n)
 );
+
+-- Recording an attempt moves its callback on in the same statement. Only a
+-- pending callback moves: one replayed or finished meanwhile keeps its
+-- state (the late attempt is still kept).
+CREATE TRIGGER attempts_apply AFTER INSERT ON attempts BEGIN
+    UPDATE callbacks
+       SET status = NEW.outcome, attempts = max(attempts, NEW.n), next_attempt_at = NEW.next_at,
+           lease_owner = NULL, lease_until = NULL, last_error = NEW.error,
+           finished_at = CASE NEW.outcome WHEN 'pending' THEN NULL ELSE NEW.at + NEW.duration_ms END
+     WHERE seq = NEW.callback_seq AND status = 'pending';
+END;
