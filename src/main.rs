@@ -18,7 +18,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(payrelay::cli::serve(args))
+            let code = runtime.block_on(payrelay::cli::serve(args));
+            payrelay::telemetry::flush();
+            code
         }
         Command::Check(args) => payrelay::cli::check(&args),
         Command::Route(args) => payrelay::cli::route(&args),
