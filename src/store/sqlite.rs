@@ -130,12 +130,14 @@ impl SqliteStore {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
+        // One read transaction: the row and its attempts from one snapshot.
+        let mut tx = self.readers.begin().await?;
         let Some(row) = sqlx::query(
             "SELECT seq, id, provider, tenant, status, attempts, received_at, last_error, content_type, body, remote_addr, simulated, next_attempt_at
              FROM callbacks WHERE id = ?1",
         )
         .bind(id)
-        .fetch_optional(&self.readers)
+        .fetch_optional(&mut *tx)
         .await?
         else {
             return Ok(None);
@@ -145,7 +147,7 @@ impl SqliteStore {
             "SELECT n, at, status_code, duration_ms, error, response_excerpt FROM attempts WHERE callback_seq = ?1 ORDER BY n",
         )
         .bind(summary.seq)
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|a| {

@@ -258,3 +258,22 @@ async fn readyz_answers_when_storage_does() {
     let res = f.app.client.get(f.app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn a_resend_after_the_dedup_window_is_a_new_callback() {
+    let tenant = MockServer::start().await;
+    let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
+        .replace("timeout = \"700ms\"", "timeout = \"700ms\"\ndedup_window = \"300ms\"");
+    let app = spawn_app(&config).await;
+    let body = notification("FP24112215304501", "T1", "交易成功");
+    assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
+    assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
+    eventually("the first delivery", WAIT, || tenant.received().len() == 1).await;
+    assert_eq!(app.rows().await.len(), 1, "inside the window: one callback");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
+    eventually("the second delivery", WAIT, || tenant.received().len() == 2).await;
+    let rows = app.rows().await;
+    assert_eq!(rows.len(), 2, "outside the window: a new callback");
+    assert_ne!(tenant.received()[0].header("x-payrelay-delivery"), tenant.received()[1].header("x-payrelay-delivery"));
+}
