@@ -24,7 +24,7 @@ use crate::store::{Claimed, PurgePolicy};
 
 /// Attempts in flight at once, per instance.
 pub const CONCURRENCY: usize = 64;
-/// How often the worker looks for due retries when nothing wakes it.
+/// How often the worker looks in the store for due retries.
 const POLL: Duration = Duration::from_millis(200);
 /// How often retention runs (SPEC: at start and at least once a minute).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -63,9 +63,6 @@ pub async fn run_worker(state: AppState, mut handoff: mpsc::Receiver<Handoff>, s
             () = tokio::time::sleep_until(next_poll) => {
                 poll(&state, &owner, &permits, &tracker).await;
                 next_poll = tokio::time::Instant::now() + POLL;
-            }
-            () = state.worker_woken() => {
-                poll(&state, &owner, &permits, &tracker).await;
             }
         }
     }

@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 use super::{AppState, body, client_ip::client_ip};
 use crate::config::AckMode;
 use crate::delivery;
-use crate::providers::{self, Parsed, Provider};
+use crate::providers::{self, Provider};
 use crate::routing::RouteError;
 use crate::store::{Accepted, Claimed, DedupKey, NewCallback, Status};
 
@@ -138,7 +138,7 @@ async fn notify(
     let lease = config.storage.lease;
     let mut pending = new(Status::Pending, Some(tenant_id.clone()), None);
     pending.simulated = simulated;
-    pending.dedup = Some(DedupKey { key: dedup_key(provider, &parsed), window: config.delivery.dedup_window });
+    pending.dedup = Some(DedupKey { key: provider.dedup_key(&parsed), window: config.delivery.dedup_window });
     // Leased to this instance from the start: the first attempt is made
     // here (handed to the worker, or inline) without a claim.
     pending.lease = Some((state.instance_id().to_owned(), lease));
@@ -174,6 +174,18 @@ async fn notify(
         Accepted::Duplicate { id, status } => {
             span.record("delivery", id.as_str());
             tracing::debug!(original = status.as_str(), "duplicate callback");
+            if status == Status::Dead {
+                // The provider still cares and the tenant may be back: the
+                // resend brings the dead original back into the queue.
+                match state.store().requeue(&id).await {
+                    Ok(true) => tracing::info!(delivery = %id, "a resend brought a dead callback back"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot requeue the dead original");
+                        return error(provider, StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable");
+                    }
+                }
+            }
             if !inline || status != Status::Pending {
                 return ack(provider);
             }
@@ -185,10 +197,6 @@ async fn notify(
             }
         }
     }
-}
-
-fn dedup_key(provider: &dyn Provider, parsed: &Parsed) -> String {
-    provider.dedup_key(parsed)
 }
 
 /// Stores a callback that will not be delivered (rejected, unroutable), for

@@ -1,13 +1,13 @@
 //! What every handler and the delivery worker share: the current config
 //! (swapped whole on reload), the one outbound HTTP client, the store, and
-//! the worker's wake-up bell.
+//! the queue that hands fresh callbacks to the delivery worker.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use std::time::Instant;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::delivery::Handoff;
@@ -26,7 +26,6 @@ struct Inner {
     config: ArcSwap<Config>,
     client: reqwest::Client,
     store: Store,
-    wake: Notify,
     instance_id: String,
     handoff: mpsc::Sender<Handoff>,
 }
@@ -37,8 +36,7 @@ impl AppState {
         // Names this process's leases in the store.
         let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         let (handoff, rx) = mpsc::channel(HANDOFF_QUEUE);
-        let inner =
-            Inner { config: ArcSwap::from_pointee(config), client, store, wake: Notify::new(), instance_id, handoff };
+        let inner = Inner { config: ArcSwap::from_pointee(config), client, store, instance_id, handoff };
         (Self { inner: Arc::new(inner) }, rx)
     }
 
@@ -72,15 +70,5 @@ impl AppState {
 
     pub fn instance_id(&self) -> &str {
         &self.inner.instance_id
-    }
-
-    /// Tells the delivery worker there is work (a callback was stored, an
-    /// attempt finished).
-    pub fn wake_worker(&self) {
-        self.inner.wake.notify_one();
-    }
-
-    pub async fn worker_woken(&self) {
-        self.inner.wake.notified().await;
     }
 }

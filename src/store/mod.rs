@@ -81,6 +81,14 @@ impl Store {
         }
     }
 
+    /// Puts a `dead` callback back in the queue, due now (its attempts are
+    /// kept and counting goes on). `false` if it is not dead.
+    pub async fn requeue(&self, id: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.requeue(id).await,
+        }
+    }
+
     pub async fn purge(&self, policy: PurgePolicy) -> Result<Purged, StoreError> {
         match self {
             Self::Sqlite(s) => s.purge(policy).await,

@@ -62,6 +62,10 @@ enum Op {
         owner: String,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    Requeue {
+        id: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
     Purge(PurgePolicy, oneshot::Sender<Result<Purged, StoreError>>),
     Close(oneshot::Sender<()>),
 }
@@ -123,6 +127,11 @@ impl SqliteStore {
     pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
         self.call(|reply| Op::Release { owner, reply }).await
+    }
+
+    pub async fn requeue(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(|reply| Op::Requeue { id, reply }).await
     }
 
     pub async fn purge(&self, policy: PurgePolicy) -> Result<Purged, StoreError> {
@@ -351,6 +360,7 @@ enum Done {
     Claimed(Vec<Claimed>),
     Recorded,
     Released(u64),
+    Requeued(bool),
     Purged(Purged),
 }
 
@@ -371,6 +381,9 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         }
         Op::Release { reply, .. } => {
             send(reply, result.and_then(|d| if let Done::Released(n) = d { Ok(n) } else { Err(mismatch()) }))
+        }
+        Op::Requeue { reply, .. } => {
+            send(reply, result.and_then(|d| if let Done::Requeued(b) = d { Ok(b) } else { Err(mismatch()) }))
         }
         Op::Purge(_, tx) => {
             send(tx, result.and_then(|d| if let Done::Purged(p) = d { Ok(p) } else { Err(mismatch()) }))
@@ -415,6 +428,19 @@ async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>,
                     .execute(&mut *tx)
                     .await?
                     .rows_affected(),
+            ),
+            Op::Requeue { id, .. } => Done::Requeued(
+                sqlx::query(
+                    "UPDATE callbacks SET status = 'pending', next_attempt_at = ?2, lease_owner = NULL,
+                            lease_until = NULL, finished_at = NULL
+                     WHERE id = ?1 AND status = 'dead'",
+                )
+                .bind(id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0,
             ),
             Op::Purge(policy, _) => Done::Purged(purge(&mut tx, policy, now).await?),
             Op::Close(_) => continue,

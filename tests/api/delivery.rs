@@ -74,6 +74,17 @@ async fn dead_after_the_last_wait() {
         let gap = at[i + 1] - at[i];
         assert!(gap >= want * 9 / 10, "wait {i} was {gap} ms, want about {want}");
     }
+
+    // Funpoint resends it (new RtnMsg) once the tenant is back: the dead
+    // original comes back into the queue and is delivered, same id.
+    f.tenant.reply(Reply::text(200, "1|OK"));
+    assert_eq!(notify(&f.app, &notification("FP01", "T1", "paid")).await, (200, "1|OK".into()));
+    let row = f.app.until_status(&id, Status::Delivered, WAIT).await;
+    assert_eq!(row.attempts.len(), 5);
+    let last = f.tenant.received().last().cloned().unwrap();
+    assert_eq!(last.header("x-payrelay-delivery"), Some(id.as_str()));
+    assert_eq!(last.header("x-payrelay-attempt"), Some("5"));
+    assert_eq!(f.app.rows().await.len(), 1);
 }
 
 #[tokio::test]
