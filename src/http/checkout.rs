@@ -111,5 +111,10 @@ async fn answer_page(state: &AppState, payment: PaymentRequest) -> Result<Respon
         return Ok(response);
     }
     let fields: Vec<(&str, &str)> = payment.field_pairs().collect();
-    Ok(page::autosubmit(payment.payment_url.as_str(), &payment.payment_origin, &fields))
+    // The payment origin first, then the other allowed payment origins (a
+    // payment page may redirect the buyer on to one of them).
+    let config = state.config();
+    let mut allowed = vec![&payment.payment_origin];
+    allowed.extend(config.table.funpoint.payment_origins.iter().filter(|o| **o != payment.payment_origin));
+    Ok(page::autosubmit(payment.payment_url.as_str(), &allowed, &fields))
 }

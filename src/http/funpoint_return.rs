@@ -49,5 +49,5 @@ async fn relay_inner(state: &AppState, body: Body) -> Result<Response, GatewayEr
     let fields: Vec<(&str, &str)> =
         fields_for(form.get("RtnCode")).iter().filter_map(|&name| form.get(name).map(|v| (name, v))).collect();
     tracing::info!(tenant = %tenant.id, "browser return relayed");
-    Ok(page::autosubmit(&tenant.base_url.join(&funpoint.result_path), tenant.base_url.origin(), &fields))
+    Ok(page::autosubmit(&tenant.base_url.join(&funpoint.result_path), &[tenant.base_url.origin()], &fields))
 }

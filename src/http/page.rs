@@ -38,13 +38,18 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-/// An auto-submitting form posting `fields` to `action`, whose origin
-/// `target` is the only place CSP lets the form go.
-pub fn autosubmit(action: &str, target: &Origin, fields: &[(&str, &str)]) -> Response {
+/// An auto-submitting form posting `fields` to `action`. CSP lets the form
+/// go only to `allowed` (the action's origin first; browsers apply the same
+/// rule to redirects that follow the submission).
+pub fn autosubmit(action: &str, allowed: &[&Origin], fields: &[(&str, &str)]) -> Response {
     let page =
         AutoSubmit { title: "正在前往付款頁面…", button: "繼續", action, fields, script: AUTOSUBMIT_JS };
-    let csp =
-        format!("default-src 'none'; script-src {}; form-action {}; base-uri 'none'", *AUTOSUBMIT_JS_HASH, target);
+    let origins: Vec<&str> = allowed.iter().map(|o| o.as_str()).collect();
+    let csp = format!(
+        "default-src 'none'; script-src {}; form-action {}; base-uri 'none'",
+        *AUTOSUBMIT_JS_HASH,
+        origins.join(" ")
+    );
     render(StatusCode::OK, &page, &csp)
 }
 

@@ -11,8 +11,10 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_the_last_ack_loses_nothing() {
     const N: usize = 500;
-    // A port for the tenant, which is down for now.
-    let tenant_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // The tenant's port, held but not answered: the tenant is down (its
+    // deliveries time out) and no other test can take the port meanwhile.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tenant_addr = held.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("routes.toml");
     std::fs::write(
@@ -21,7 +23,7 @@ async fn kill_9_after_the_last_ack_loses_nothing() {
             r#"[storage]
 url = "sqlite://{db}"
 [delivery]
-timeout = "2s"
+timeout = "500ms"
 retry = ["50ms", "100ms", "200ms", "300ms", "500ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
 [[tenants]]
 id = "shop"
@@ -66,7 +68,7 @@ hash_iv = "{STAGE_IV}"
     assert_eq!(acked.len(), N, "every notification should have been acknowledged");
 
     let _restarted = Served::start(&cfg);
-    let tenant = MockServer::start_at(tenant_addr).await;
+    let tenant = MockServer::start_on(held).await;
     eventually("every acknowledged notification at the tenant", Duration::from_secs(60), || {
         let got: HashSet<String> = tenant
             .received()

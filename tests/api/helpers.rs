@@ -99,14 +99,20 @@ pub struct MockServer {
 
 impl MockServer {
     pub async fn start() -> Self {
-        Self::start_at("127.0.0.1:0".parse().unwrap()).await
+        Self::serve(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
     }
 
-    /// On a given address (a tenant that comes back where it was).
-    pub async fn start_at(addr: SocketAddr) -> Self {
+    /// On a listener bound earlier and not served until now: a tenant that
+    /// was down (connections wait unanswered) comes up on the same port, and
+    /// no other test can take the port in between.
+    pub async fn start_on(listener: std::net::TcpListener) -> Self {
+        listener.set_nonblocking(true).unwrap();
+        Self::serve(TcpListener::from_std(listener).unwrap()).await
+    }
+
+    async fn serve(listener: TcpListener) -> Self {
         let state = Arc::new(Mutex::new(MockState::default()));
         let app = Router::new().fallback(record).with_state(state.clone());
-        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { addr, state }
@@ -150,12 +156,10 @@ async fn record(State(state): State<Arc<Mutex<MockState>>>, req: Request) -> Res
     response
 }
 
-/// An address nothing listens on (bound, then released).
+/// An address nothing listens on: port 1 on loopback. (A port bound and
+/// released could be handed to another test's server meanwhile.)
 pub async fn closed_port_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
+    "http://127.0.0.1:1".to_owned()
 }
 
 /// A running gateway; dropped, it shuts down.
