@@ -16,7 +16,7 @@ struct Vector {
 
 #[test]
 fn every_known_answer_vector_passes() {
-    let text = include_str!("../data/checkmac.json");
+    let text = include_str!("../fixtures/checkmac.json");
     let vectors: Vec<Vector> = serde_json::from_str(text).unwrap();
     assert!(vectors.len() >= 20, "only {} vectors", vectors.len());
     for v in &vectors {
