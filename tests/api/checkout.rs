@@ -96,18 +96,16 @@ async fn errors_are_json_when_asked() {
 async fn origin_must_be_one_of_the_tenants() {
     let f = Fixture::start().await;
     f.tenant_answers("Credit", "");
-    let post = |origin: &'static str| {
-        f.app.client.post(f.app.url("/funpoint/checkout")).header("origin", origin).body(CHECKOUT).send()
-    };
-    let res = post("https://evil.example").await.unwrap();
+    let post = |origin: &'static str| f.app.post_from(origin, "/funpoint/checkout", CHECKOUT);
+    let res = post("https://evil.example").await;
     assert_eq!(error_code(res).await, (403, "8000210".into()));
     // Another tenant's origin is not this tenant's.
-    let res = post("https://other.example").await.unwrap();
+    let res = post("https://other.example").await;
     assert_eq!(error_code(res).await, (403, "8000210".into()));
-    let res = post("null").await.unwrap();
+    let res = post("null").await;
     assert_eq!(error_code(res).await, (403, "8000210".into()));
     assert!(f.tenant.received().is_empty());
-    assert_eq!(post("https://shop.example").await.unwrap().status(), 200);
+    assert_eq!(post("https://shop.example").await.status(), 200);
     // No Origin header (a top-level form post from an old browser): allowed.
     assert_eq!(f.app.post_form("/funpoint/checkout", CHECKOUT).await.status(), 200);
 }

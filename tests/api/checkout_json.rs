@@ -31,15 +31,7 @@ async fn errors_are_json_with_the_same_status() {
         assert_eq!(v["error"]["code"], "8000203");
         assert!(v["error"]["message"].is_string());
 
-        let res = f
-            .app
-            .client
-            .post(f.app.url(path))
-            .header("origin", "https://evil.example")
-            .body(CHECKOUT)
-            .send()
-            .await
-            .unwrap();
+        let res = f.app.post_from("https://evil.example", path, CHECKOUT).await;
         assert_eq!(res.status(), 403);
         let v: serde_json::Value = res.json().await.unwrap();
         assert_eq!(v["error"]["code"], "8000210");
@@ -64,28 +56,12 @@ async fn a_tenant_origin_gets_exactly_one_allow_origin_on_every_answer() {
     for path in PATHS {
         // Success, and an error: both carry the header.
         for body in [CHECKOUT, "foran=f"] {
-            let res = f
-                .app
-                .client
-                .post(f.app.url(path))
-                .header("origin", "https://shop.example")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let res = f.app.post_from("https://shop.example", path, body).await;
             assert_eq!(allow_origins(&res), ["https://shop.example"], "{path} {body}");
             assert!(varies_on_origin(&res));
         }
         // Any tenant's origin is allowed by CORS (the 8000210 check is per tenant).
-        let res = f
-            .app
-            .client
-            .post(f.app.url(path))
-            .header("origin", "https://other.example")
-            .body(CHECKOUT)
-            .send()
-            .await
-            .unwrap();
+        let res = f.app.post_from("https://other.example", path, CHECKOUT).await;
         assert_eq!(res.status(), 403);
         assert_eq!(allow_origins(&res), ["https://other.example"]);
     }
@@ -96,15 +72,7 @@ async fn other_origins_get_no_cors_headers_but_vary() {
     let f = Fixture::start().await;
     f.tenant_answers("Credit", "");
     for path in PATHS {
-        let res = f
-            .app
-            .client
-            .post(f.app.url(path))
-            .header("origin", "https://evil.example")
-            .body(CHECKOUT)
-            .send()
-            .await
-            .unwrap();
+        let res = f.app.post_from("https://evil.example", path, CHECKOUT).await;
         assert!(allow_origins(&res).is_empty());
         assert!(varies_on_origin(&res));
         let res = f.app.post_form(path, CHECKOUT).await;
@@ -112,15 +80,7 @@ async fn other_origins_get_no_cors_headers_but_vary() {
         assert!(varies_on_origin(&res));
     }
     // The page path is not a CORS endpoint at all.
-    let res = f
-        .app
-        .client
-        .post(f.app.url("/funpoint/checkout"))
-        .header("origin", "https://shop.example")
-        .body(CHECKOUT)
-        .send()
-        .await
-        .unwrap();
+    let res = f.app.post_from("https://shop.example", "/funpoint/checkout", CHECKOUT).await;
     assert!(allow_origins(&res).is_empty());
 }
 

@@ -177,6 +177,11 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A POST as a browser page on `origin` would send it.
+    pub async fn post_from(&self, origin: &str, path: &str, body: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).header("origin", origin).body(body.to_owned()).send().await.unwrap()
+    }
+
     pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
         self.client
             .post(self.url(path))
