@@ -54,7 +54,7 @@ pub struct ServeArgs {
 pub struct RouteArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// funpoint
+    /// funpoint, oen, sinopac or tappay
     pub provider: String,
     /// Callback fields as KEY=VALUE; `tenant=ID` stands for the tenant named
     /// in the callback path (/{provider}/notify/{tenant_id}).
@@ -186,6 +186,7 @@ pub fn describe(config: &Config) -> String {
         origins.join(", "),
         config.table.funpoint.order_suffix_len
     );
+    let _ = writeln!(out, "tappay         order suffix length {}", config.table.tappay_suffix_len);
     let _ = writeln!(out, "tenants        {}", config.table.tenants().len());
     for t in config.table.tenants() {
         let _ = writeln!(out, "\ntenant {}", t.id);
@@ -259,17 +260,19 @@ pub fn route(args: &RouteArgs) -> ExitCode {
     };
     let get = |name: &str| fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let path_tenant = get("tenant");
-    let result = match Provider::parse(&args.provider) {
-        Some(Provider::Funpoint) => routing::funpoint(&config.table, get("MerchantTradeNo"), path_tenant),
-        None => {
-            let known: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
-            eprintln!("unknown provider {:?} (known: {})", args.provider, known.join(", "));
-            return ExitCode::FAILURE;
-        }
+    let Some(provider) = Provider::parse(&args.provider) else {
+        let known: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
+        eprintln!("unknown provider {:?} (known: {})", args.provider, known.join(", "));
+        return ExitCode::FAILURE;
     };
+    let (key, _) = provider.routing_key();
+    let result = routing::route(&config.table, provider, get(key), path_tenant);
     match result {
         Ok(m) => {
             println!("tenant {} (matched by {})", m.tenant.id, m.matched_by);
+            if let Some(path) = crate::providers::of(provider).notify_path(m.tenant) {
+                println!("delivered to {}", m.tenant.base_url.join(path));
+            }
             if let (Some(f), Some(given)) = (&m.tenant.funpoint, get("MerchantID"))
                 && let Some(expected) = &f.merchant_id
                 && expected != given

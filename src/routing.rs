@@ -1,6 +1,6 @@
 //! Which tenant a callback belongs to. The answer is the same for the
 //! `route` dry run, the notify endpoints and the browser returns, so it lives
-//! in one place. Each provider adds its routing key here.
+//! in one place: each provider names its routing key and how it matches.
 
 use crate::config::{RoutingTable, Tenant, suffix_of};
 
@@ -8,23 +8,81 @@ use crate::config::{RoutingTable, Tenant, suffix_of};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     Funpoint,
+    Oen,
+    Sinopac,
+    TapPay,
+}
+
+/// How a provider's payload key finds its tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// The last `order_suffix_len` characters of an order number are a
+    /// tenant's `order_suffix`.
+    OrderSuffix,
+    /// The key equals the tenant's configured merchant id / shop number.
+    Merchant,
 }
 
 impl Provider {
+    pub const ALL: [Provider; 4] = [Provider::Funpoint, Provider::Oen, Provider::Sinopac, Provider::TapPay];
+
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "funpoint" => Some(Self::Funpoint),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|p| p.name() == s)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Funpoint => "funpoint",
+            Self::Oen => "oen",
+            Self::Sinopac => "sinopac",
+            Self::TapPay => "tappay",
         }
     }
 
-    pub const ALL: [Provider; 1] = [Provider::Funpoint];
+    /// The payload field that routes, and how.
+    pub fn routing_key(self) -> (&'static str, KeyKind) {
+        match self {
+            Self::Funpoint => ("MerchantTradeNo", KeyKind::OrderSuffix),
+            Self::Oen => ("merchantId", KeyKind::Merchant),
+            Self::Sinopac => ("ShopNo", KeyKind::Merchant),
+            Self::TapPay => ("order_number", KeyKind::OrderSuffix),
+        }
+    }
+
+    /// Does the tenant take this provider's callbacks (has its section)?
+    pub fn serves(self, tenant: &Tenant) -> bool {
+        match self {
+            Self::Funpoint => tenant.funpoint.is_some(),
+            Self::Oen => tenant.oen.is_some(),
+            Self::Sinopac => tenant.sinopac.is_some(),
+            Self::TapPay => tenant.tappay.is_some(),
+        }
+    }
+
+    /// The tenant's merchant key for a key-routed provider, when configured.
+    fn merchant_key(self, tenant: &Tenant) -> Option<&str> {
+        match self {
+            Self::Oen => tenant.oen.as_ref()?.merchant_id.as_deref(),
+            Self::Sinopac => tenant.sinopac.as_ref()?.shop_no.as_deref(),
+            Self::Funpoint | Self::TapPay => None,
+        }
+    }
+
+    fn suffix_len(self, table: &RoutingTable) -> usize {
+        match self {
+            Self::TapPay => table.tappay_suffix_len,
+            _ => table.funpoint.order_suffix_len,
+        }
+    }
+
+    fn by_key<'a>(self, table: &'a RoutingTable, key: &str) -> Option<&'a Tenant> {
+        match self {
+            Self::Funpoint => table.funpoint_by_order(key),
+            Self::TapPay => table.tappay_by_order(key),
+            Self::Oen => table.oen_by_merchant(key),
+            Self::Sinopac => table.sinopac_by_shop(key),
+        }
+    }
 }
 
 /// A tenant found, and the key that found it (for logs and `route`).
@@ -37,7 +95,7 @@ pub struct RouteMatch<'a> {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
     /// The payload lacks the routing key (and no tenant is named in the path).
-    #[error("the callback has no {0}")]
+    #[error("the callback has no {0} (a provider that leaves it out needs the /{{provider}}/notify/{{tenant_id}} URL)")]
     MissingKey(&'static str),
     /// No tenant with that provider's section claims the payload's key.
     #[error("no {provider} tenant has order suffix {suffix:?}")]
@@ -56,40 +114,67 @@ pub enum RouteError {
 impl RouteError {
     /// Unroutable callbacks are kept as `unroutable`; a mismatch is `rejected`.
     pub fn is_unroutable(&self) -> bool {
-        matches!(self, Self::UnknownSuffix { .. } | Self::UnknownKey { .. } | Self::UnknownTenant { .. })
+        !matches!(self, Self::TenantMismatch { .. })
     }
 }
 
-/// Routes a Funpoint callback by its `MerchantTradeNo` suffix, or by the
-/// tenant named in the path (`/funpoint/notify/{tenant_id}`), in which case
-/// an order number must end in that tenant's suffix when it has one.
+/// Routes a callback of `provider` by its payload key, or by the tenant
+/// named in the path (`/{provider}/notify/{tenant_id}`). With a path tenant,
+/// a payload key present must agree with it: an order number must end in the
+/// tenant's suffix when it has one; a merchant key must equal the tenant's
+/// configured one when it has one. Only tenants with the provider's section
+/// are considered.
+pub fn route<'a>(
+    table: &'a RoutingTable,
+    provider: Provider,
+    key: Option<&str>,
+    path_tenant: Option<&str>,
+) -> Result<RouteMatch<'a>, RouteError> {
+    let (key_name, kind) = provider.routing_key();
+    let name = provider.name();
+    let len = provider.suffix_len(table);
+    if let Some(id) = path_tenant {
+        let tenant = table
+            .tenant(id)
+            .filter(|t| provider.serves(t))
+            .ok_or_else(|| RouteError::UnknownTenant { provider: name, tenant: id.to_owned() })?;
+        let agrees = match (kind, key) {
+            (_, None) => true,
+            (KeyKind::OrderSuffix, Some(order)) => {
+                tenant.order_suffix.as_deref().is_none_or(|suffix| suffix_of(order, len) == Some(suffix))
+            }
+            (KeyKind::Merchant, Some(value)) => provider.merchant_key(tenant).is_none_or(|expected| expected == value),
+        };
+        if !agrees {
+            return Err(RouteError::TenantMismatch {
+                tenant: id.to_owned(),
+                key: key_name,
+                value: key.unwrap_or_default().to_owned(),
+            });
+        }
+        return Ok(RouteMatch { tenant, matched_by: format!("path tenant {id:?}") });
+    }
+    let value = key.ok_or(RouteError::MissingKey(key_name))?;
+    match (provider.by_key(table, value), kind) {
+        (Some(tenant), KeyKind::OrderSuffix) => Ok(RouteMatch {
+            tenant,
+            matched_by: format!("{key_name} suffix {:?}", suffix_of(value, len).unwrap_or_default()),
+        }),
+        (Some(tenant), KeyKind::Merchant) => Ok(RouteMatch { tenant, matched_by: format!("{key_name} {value:?}") }),
+        (None, KeyKind::OrderSuffix) => {
+            Err(RouteError::UnknownSuffix { provider: name, suffix: suffix_of(value, len).unwrap_or(value).to_owned() })
+        }
+        (None, KeyKind::Merchant) => {
+            Err(RouteError::UnknownKey { provider: name, key: key_name, value: value.to_owned() })
+        }
+    }
+}
+
+/// Routes a Funpoint callback by its `MerchantTradeNo` (see [`route`]).
 pub fn funpoint<'a>(
     table: &'a RoutingTable,
     merchant_trade_no: Option<&str>,
     path_tenant: Option<&str>,
 ) -> Result<RouteMatch<'a>, RouteError> {
-    const KEY: &str = "MerchantTradeNo";
-    let provider = Provider::Funpoint.name();
-    if let Some(id) = path_tenant {
-        let tenant = table
-            .tenant(id)
-            .filter(|t| t.funpoint.is_some())
-            .ok_or_else(|| RouteError::UnknownTenant { provider, tenant: id.to_owned() })?;
-        if let (Some(suffix), Some(order)) = (&tenant.order_suffix, merchant_trade_no) {
-            let len = table.funpoint.order_suffix_len;
-            if suffix_of(order, len) != Some(suffix.as_str()) {
-                return Err(RouteError::TenantMismatch { tenant: id.to_owned(), key: KEY, value: order.to_owned() });
-            }
-        }
-        return Ok(RouteMatch { tenant, matched_by: format!("path tenant {id:?}") });
-    }
-    let order = merchant_trade_no.ok_or(RouteError::MissingKey(KEY))?;
-    let len = table.funpoint.order_suffix_len;
-    match table.funpoint_by_order(order) {
-        Some(tenant) => Ok(RouteMatch {
-            tenant,
-            matched_by: format!("{KEY} suffix {:?}", suffix_of(order, len).unwrap_or_default()),
-        }),
-        None => Err(RouteError::UnknownSuffix { provider, suffix: suffix_of(order, len).unwrap_or(order).to_owned() }),
-    }
+    route(table, Provider::Funpoint, merchant_trade_no, path_tenant)
 }

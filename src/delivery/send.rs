@@ -72,7 +72,10 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
     let mut request = client
         .post(&url)
         .timeout(config.delivery.timeout)
-        .header(http::header::CONTENT_TYPE, provider.delivery_content_type(callback.content_type.as_deref()))
+        .header(
+            http::header::CONTENT_TYPE,
+            provider.delivery_content_type(callback.content_type.as_deref(), &callback.body),
+        )
         .header("x-payrelay-delivery", &callback.id)
         .header("x-payrelay-attempt", n.to_string());
     if let Some(addr) = &callback.remote_addr {

@@ -100,10 +100,6 @@ async fn notify(
     // route
     let tenant = match provider.route(&config.table, &parsed, path_tenant.as_deref()) {
         Ok(t) => t,
-        Err(RouteError::MissingKey(key)) => {
-            tracing::info!(provider = name, key, "callback without its routing key refused");
-            return error(provider, StatusCode::BAD_REQUEST, "Bad Request");
-        }
         Err(e) => {
             let message = providers::route_message(&e);
             let (status, tenant) = match &e {
@@ -112,7 +108,7 @@ async fn notify(
             };
             tracing::warn!(provider = name, outcome = status.as_str(), reason = %e, "callback not routed");
             keep(state, new(status, tenant, Some(e.to_string()))).await;
-            return error(provider, StatusCode::BAD_REQUEST, message);
+            return error(provider, StatusCode::BAD_REQUEST, &message);
         }
     };
     let tenant_id = tenant.id.to_string();
@@ -138,7 +134,7 @@ async fn notify(
     let lease = config.storage.lease;
     let mut pending = new(Status::Pending, Some(tenant_id.clone()), None);
     pending.simulated = simulated;
-    pending.dedup = Some(DedupKey { key: provider.dedup_key(&parsed), window: config.delivery.dedup_window });
+    pending.dedup = provider.dedup_key(&parsed).map(|key| DedupKey { key, window: config.delivery.dedup_window });
     // Leased to this instance from the start: the first attempt is made
     // here (handed to the worker, or inline) without a claim.
     pending.lease = Some((state.instance_id().to_owned(), lease));

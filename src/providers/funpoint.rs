@@ -6,11 +6,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Parsed, Provider, Rejection};
-use crate::config::{RoutingTable, Tenant};
+use crate::config::Tenant;
 use crate::domain::CheckMac;
 use crate::domain::checkmac::FIELD as CHECK_MAC;
 use crate::form::FormFields;
-use crate::routing::{self, RouteError};
+use crate::routing;
 
 pub struct Funpoint;
 
@@ -22,8 +22,8 @@ fn form(parsed: &Parsed) -> Option<&FormFields> {
 }
 
 impl Provider for Funpoint {
-    fn name(&self) -> &'static str {
-        "funpoint"
+    fn kind(&self) -> routing::Provider {
+        routing::Provider::Funpoint
     }
 
     /// A form whatever the Content-Type says (Funpoint labels it text/html);
@@ -32,16 +32,6 @@ impl Provider for Funpoint {
         let fields = FormFields::parse(body).ok()?;
         fields.get("MerchantTradeNo")?;
         Some(Parsed::Form(fields))
-    }
-
-    fn route<'t>(
-        &self,
-        table: &'t RoutingTable,
-        parsed: &Parsed,
-        path_tenant: Option<&str>,
-    ) -> Result<&'t Tenant, RouteError> {
-        let order = form(parsed).and_then(|f| f.get("MerchantTradeNo"));
-        routing::funpoint(table, order, path_tenant).map(|m| m.tenant)
     }
 
     fn verify(&self, tenant: &Tenant, parsed: &Parsed) -> Result<(), Rejection> {
@@ -68,12 +58,12 @@ impl Provider for Funpoint {
 
     /// MerchantID plus every other field except RtnMsg and CheckMacValue:
     /// a resend changes RtnMsg (交易成功 → paid) and with it the MAC.
-    fn dedup_key(&self, parsed: &Parsed) -> String {
+    fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
         let mut fields: Vec<(&str, &str)> = form(parsed)
             .map(|f| f.unique().into_iter().filter(|(k, _)| *k != "RtnMsg" && *k != CHECK_MAC).collect())
             .unwrap_or_default();
         fields.sort_unstable();
-        hex::encode(Sha256::digest(crate::form::encode(fields).as_bytes()))
+        Some(hex::encode(Sha256::digest(crate::form::encode(fields).as_bytes())))
     }
 
     fn simulated(&self, parsed: &Parsed) -> bool {
@@ -96,7 +86,8 @@ impl Provider for Funpoint {
         tenant.funpoint.as_ref().map(|f| f.notify_path.as_str())
     }
 
-    fn delivery_content_type(&self, _received: Option<&str>) -> String {
+    /// SPEC 3.3: a form, whatever Funpoint labelled it.
+    fn delivery_content_type(&self, _received: Option<&str>, _body: &[u8]) -> String {
         "application/x-www-form-urlencoded".to_owned()
     }
 

@@ -1,0 +1,65 @@
+//! Oen Tech (應援科技): unsigned JSON webhooks, routed by `merchantId`
+//! (the tenant's `[tenants.oen] merchant_id`), or by the tenant in the path
+//! for the opt-in events that carry no `merchantId`. Oen retries a failed
+//! webhook only twice within about six seconds, so the stored copy is what
+//! survives a tenant's outage.
+
+use http::StatusCode;
+
+use super::{Parsed, Provider, parse_json_object};
+use crate::config::Tenant;
+use crate::routing;
+
+pub struct Oen;
+
+impl Provider for Oen {
+    fn kind(&self) -> routing::Provider {
+        routing::Provider::Oen
+    }
+
+    /// A JSON object, whatever the Content-Type says.
+    fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {
+        parse_json_object(body)
+    }
+
+    /// `purpose`, `id`, `status`, `success`; no dedup without an `id`.
+    fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
+        parsed.dedup_over("id", &["purpose", "id", "status", "success"])
+    }
+
+    fn ack(&self) -> (StatusCode, String) {
+        (StatusCode::OK, r#"{"code":"S0000"}"#.to_owned())
+    }
+
+    fn notify_path<'t>(&self, tenant: &'t Tenant) -> Option<&'t str> {
+        tenant.oen.as_ref().map(|o| o.notify_path.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(body: &str) -> Option<String> {
+        Oen.dedup_key(&Oen.parse(body.as_bytes(), None).unwrap())
+    }
+
+    #[test]
+    fn dedup_ignores_other_fields_and_tells_events_apart() {
+        let paid =
+            r#"{"purpose":"charge","id":"ch_1","status":"charged","success":true,"merchantId":"m","amount":100}"#;
+        let resend = r#"{"merchantId":"m","success":true,"status":"charged","id":"ch_1","purpose":"charge","amount":100,"sentAt":"x"}"#;
+        assert_eq!(key(paid), key(resend));
+        let failed = r#"{"purpose":"charge","id":"ch_1","status":"failed","success":false,"merchantId":"m"}"#;
+        assert_ne!(key(paid), key(failed));
+        assert_eq!(key(r#"{"purpose":"token","merchantId":"m"}"#), None);
+    }
+
+    #[test]
+    fn only_json_objects_parse() {
+        assert!(Oen.parse(b"[1,2]", None).is_none());
+        assert!(Oen.parse(b"id=1", None).is_none());
+        assert!(Oen.parse(b"{\"id\":\"\xff\"}", None).is_none());
+        assert!(Oen.parse(b" {} ", None).is_some());
+    }
+}

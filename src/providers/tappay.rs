@@ -1,0 +1,54 @@
+//! TapPay: unsigned JSON notifications (the backend notify URL), routed by
+//! the `order_number` suffix like Funpoint's order numbers, or by the tenant
+//! in the path.
+
+use http::StatusCode;
+
+use super::{Parsed, Provider, parse_json_object};
+use crate::config::Tenant;
+use crate::routing;
+
+pub struct TapPay;
+
+impl Provider for TapPay {
+    fn kind(&self) -> routing::Provider {
+        routing::Provider::TapPay
+    }
+
+    /// A JSON object, whatever the Content-Type says.
+    fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {
+        parse_json_object(body)
+    }
+
+    /// `rec_trade_id` and `status`; no dedup without a `rec_trade_id`.
+    fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
+        parsed.dedup_over("rec_trade_id", &["rec_trade_id", "status"])
+    }
+
+    fn ack(&self) -> (StatusCode, String) {
+        (StatusCode::OK, r#"{"status":0}"#.to_owned())
+    }
+
+    fn notify_path<'t>(&self, tenant: &'t Tenant) -> Option<&'t str> {
+        tenant.tappay.as_ref().map(|t| t.notify_path.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(body: &str) -> Option<String> {
+        TapPay.dedup_key(&TapPay.parse(body.as_bytes(), None).unwrap())
+    }
+
+    #[test]
+    fn dedup_on_trade_and_status() {
+        let paid = r#"{"rec_trade_id":"D1","order_number":"A01","status":0,"msg":"Success","amount":100}"#;
+        let resend = r#"{"rec_trade_id":"D1","order_number":"A01","status":0,"msg":"OK","amount":100}"#;
+        assert_eq!(key(paid), key(resend));
+        assert_ne!(key(paid), key(r#"{"rec_trade_id":"D1","order_number":"A01","status":-1}"#));
+        assert_ne!(key(paid), key(r#"{"rec_trade_id":"D2","order_number":"A01","status":0}"#));
+        assert_eq!(key(r#"{"order_number":"A01","status":0}"#), None);
+    }
+}
