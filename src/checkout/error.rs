@@ -22,6 +22,10 @@ pub enum GatewayError {
     UnknownOrder,
     #[error("CheckMacValue does not verify")]
     BadCheckMac,
+    #[error("no sinopac tenant for this ShopNo")]
+    UnknownShop,
+    #[error("no tenant of this name takes this provider's returns")]
+    UnknownTenant,
     #[error("request body larger than server.max_body_bytes")]
     BodyTooLarge,
     #[error("request body could not be read")]
@@ -45,6 +49,8 @@ impl GatewayError {
             Self::BadCheckMac => "8000213",
             Self::BodyTooLarge => "8000214",
             Self::BodyUnreadable => "8000215",
+            Self::UnknownShop => "8000216",
+            Self::UnknownTenant => "8000217",
         }
     }
 
@@ -53,6 +59,7 @@ impl GatewayError {
             Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::TenantApi(_) | Self::PaymentOrigin(_) => StatusCode::BAD_GATEWAY,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownTenant => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -71,6 +78,8 @@ impl GatewayError {
             Self::BadCheckMac => "付款結果的檢查碼錯誤",
             Self::BodyTooLarge => "送出的資料過大",
             Self::BodyUnreadable => "送出的資料無法讀取",
+            Self::UnknownShop => "找不到這個商店代號所屬的商店",
+            Self::UnknownTenant => "找不到這家商店",
         };
         format!("{what}-{}。", self.code())
     }

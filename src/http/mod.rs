@@ -9,6 +9,7 @@ mod funpoint_return;
 mod health;
 mod notify;
 mod page;
+mod returns;
 mod server;
 mod state;
 
@@ -53,6 +54,8 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/funpoint/checkout", post(checkout::page))
         .route("/funpoint/checkout.json", post(checkout::json).options(cors::preflight))
         .route("/funpoint/return", post(funpoint_return::relay))
+        .route("/sinopac/return", post(returns::sinopac))
+        .route("/tappay/return/{tenant_id}", get(returns::tappay))
         .route("/{provider}/notify", post(notify::by_path))
         .route("/{provider}/notify/{tenant_id}", post(notify::by_path_tenant))
         .route("/healthz", get(health::healthz))
