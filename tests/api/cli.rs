@@ -73,7 +73,10 @@ fn check_reports_every_problem_and_exits_1() {
 fn route_names_the_tenant_and_the_key() {
     let o = payrelay(&["route", "funpoint", "MerchantTradeNo=FP24112215304502", "RtnCode=1"], &[]);
     assert!(o.status.success());
-    assert_eq!(stdout(&o).trim(), "tenant ezpay (matched by MerchantTradeNo suffix \"02\")");
+    assert_eq!(
+        stdout(&o),
+        "tenant ezpay (matched by MerchantTradeNo suffix \"02\")\ndelivered to https://ezpay.mobi/funpoint_r.php\n"
+    );
 
     let o = payrelay(&["route", "funpoint", "MerchantTradeNo=FP24112215304599"], &[]);
     assert_eq!(o.status.code(), Some(1));
@@ -92,6 +95,96 @@ fn route_names_the_tenant_and_the_key() {
 
     let o = payrelay(&["route", "paypal", "x=1"], &[]);
     assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("known: funpoint, oen, sinopac, tappay"), "{}", stderr(&o));
+}
+
+/// `route` and `check` know every provider, on a table where each has
+/// tenants of its own.
+#[test]
+fn route_and_check_know_every_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("providers.toml");
+    std::fs::write(
+        &path,
+        r#"
+[providers.tappay]
+order_suffix_len = 3
+
+[[tenants]]
+id = "cafe"
+base_url = "https://cafe.example"
+order_suffix = "C01"
+[tenants.oen]
+merchant_id = "cafe"
+[tenants.sinopac]
+shop_no = "NA0249_001"
+notify_path = "/hooks/sinopac"
+[tenants.tappay]
+
+[[tenants]]
+id = "books"
+base_url = "https://books.example"
+[tenants.oen]
+[tenants.tappay]
+"#,
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["oen", "merchantId=cafe", "purpose=charge"],
+            "tenant cafe (matched by merchantId \"cafe\")\ndelivered to https://cafe.example/oen/notify\n",
+        ),
+        (
+            &["sinopac", "ShopNo=NA0249_001", "PayToken=x"],
+            "tenant cafe (matched by ShopNo \"NA0249_001\")\ndelivered to https://cafe.example/hooks/sinopac\n",
+        ),
+        (
+            &["tappay", "order_number=ORDER-9C01"],
+            "tenant cafe (matched by order_number suffix \"C01\")\ndelivered to https://cafe.example/tappay/notify\n",
+        ),
+        (
+            &["oen", "tenant=books", "purpose=refund"],
+            "tenant books (matched by path tenant \"books\")\ndelivered to https://books.example/oen/notify\n",
+        ),
+        (
+            &["tappay", "tenant=books", "order_number=X-C01"],
+            "tenant books (matched by path tenant \"books\")\ndelivered to https://books.example/tappay/notify\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["route", "--config", config];
+        all.extend(args);
+        let o = payrelay(&all, &[]);
+        assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        assert_eq!(stdout(&o), expected);
+    }
+    let refused: [(&[&str], &str); 4] = [
+        (&["oen", "merchantId=books"], "no oen tenant has merchantId \"books\""),
+        (&["oen", "purpose=refund"], "the callback has no merchantId"),
+        (&["sinopac", "tenant=books", "ShopNo=NA0249_001"], "no tenant \"books\" takes sinopac callbacks"),
+        (&["oen", "tenant=cafe", "merchantId=other"], "tenant \"cafe\" does not take merchantId \"other\""),
+    ];
+    for (args, expected) in refused {
+        let mut all = vec!["route", "--config", config];
+        all.extend(args);
+        let o = payrelay(&all, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stdout(&o).contains(expected), "{args:?}: {}", stdout(&o));
+    }
+
+    let o = payrelay(&["check", "--config", config], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "tappay         order suffix length 3",
+        "  oen           merchant_id cafe; notify https://cafe.example/oen/notify",
+        "  sinopac       shop_no NA0249_001; notify https://cafe.example/hooks/sinopac; return https://cafe.example/sinopac/return",
+        "  tappay        notify https://cafe.example/tappay/notify; return https://cafe.example/tappay/return",
+        "  oen           merchant_id (path only); notify https://books.example/oen/notify",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
 }
 
 #[test]

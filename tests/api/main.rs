@@ -9,4 +9,5 @@ mod delivery;
 mod funpoint_return;
 mod helpers;
 mod notify;
+mod providers;
 mod server;
