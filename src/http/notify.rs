@@ -82,6 +82,7 @@ async fn notify(
     };
     let Some(parsed) = provider.parse(&bytes, content_type.as_deref()) else {
         tracing::info!(provider = name, "unparseable callback refused");
+        crate::metrics::callback_received(name, None, "unparseable");
         return error(provider, StatusCode::BAD_REQUEST, "Bad Request");
     };
     let new = |status: Status, tenant: Option<String>, reason: Option<String>| NewCallback {
@@ -94,6 +95,7 @@ async fn notify(
         remote_addr: remote.map(|ip| ip.to_string()),
         simulated: false,
         dedup: None,
+        path_tenant: path_tenant.clone(),
         lease: None,
     };
 
@@ -142,6 +144,7 @@ async fn notify(
         Ok(a) => a,
         Err(e) => {
             tracing::error!(provider = name, tenant = %tenant_id, error = %e, "cannot store the callback; answering so that the provider resends");
+            crate::metrics::callback_received(name, Some(&tenant_id), "storage_error");
             return error(provider, StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable");
         }
     };
@@ -149,6 +152,7 @@ async fn notify(
     // acknowledge (and deliver inline)
     match accepted {
         Accepted::Stored { id, seq } => {
+            crate::metrics::callback_received(name, Some(&tenant_id), "stored");
             span.record("delivery", id.as_str());
             let claimed = Claimed {
                 seq,
@@ -168,6 +172,7 @@ async fn notify(
             deliver_inline(state, provider, claimed, config.delivery.inline_timeout).await
         }
         Accepted::Duplicate { id, status } => {
+            crate::metrics::callback_received(name, Some(&tenant_id), "duplicate");
             span.record("delivery", id.as_str());
             tracing::debug!(original = status.as_str(), "duplicate callback");
             if status == Status::Dead {
@@ -198,6 +203,7 @@ async fn notify(
 /// Stores a callback that will not be delivered (rejected, unroutable), for
 /// the operator. Its answer does not depend on this write.
 async fn keep(state: &AppState, callback: NewCallback) {
+    crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), callback.status.as_str());
     if let Err(e) = state.store().accept(callback).await {
         tracing::warn!(error = %e, "cannot keep a refused callback");
     }

@@ -84,8 +84,14 @@ impl Store {
     /// Puts a `dead` callback back in the queue, due now (its attempts are
     /// kept and counting goes on). `false` if it is not dead.
     pub async fn requeue(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.replay(Replay::One { id: id.to_owned(), from: vec![Status::Dead] }).await? > 0)
+    }
+
+    /// Puts callbacks back in the queue, due now; how many moved. Attempts
+    /// are kept and their numbering goes on.
+    pub async fn replay(&self, what: Replay) -> Result<u64, StoreError> {
         match self {
-            Self::Sqlite(s) => s.requeue(id).await,
+            Self::Sqlite(s) => s.replay(what).await,
         }
     }
 

@@ -35,7 +35,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long an attempt record may wait for accepts to share a commit with.
 const RECORD_DELAY: Duration = Duration::from_millis(20);
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_init.sql")),
+    (2, include_str!("migrations/sqlite/0002_path_tenant.sql")),
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -62,9 +65,9 @@ enum Op {
         owner: String,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
-    Requeue {
-        id: String,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
+    Replay {
+        what: Replay,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     Purge(PurgePolicy, oneshot::Sender<Result<Purged, StoreError>>),
     Close(oneshot::Sender<()>),
@@ -129,9 +132,8 @@ impl SqliteStore {
         self.call(|reply| Op::Release { owner, reply }).await
     }
 
-    pub async fn requeue(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.call(|reply| Op::Requeue { id, reply }).await
+    pub async fn replay(&self, what: Replay) -> Result<u64, StoreError> {
+        self.call(|reply| Op::Replay { what, reply }).await
     }
 
     pub async fn purge(&self, policy: PurgePolicy) -> Result<Purged, StoreError> {
@@ -142,7 +144,7 @@ impl SqliteStore {
         // One read transaction: the row and its attempts from one snapshot.
         let mut tx = self.readers.begin().await?;
         let Some(row) = sqlx::query(
-            "SELECT seq, id, provider, tenant, status, attempts, received_at, last_error, content_type, body, remote_addr, simulated, next_attempt_at
+            "SELECT seq, id, provider, tenant, status, attempts, received_at, last_error, content_type, body, remote_addr, simulated, next_attempt_at, path_tenant
              FROM callbacks WHERE id = ?1",
         )
         .bind(id)
@@ -177,6 +179,7 @@ impl SqliteStore {
             remote_addr: row.try_get("remote_addr")?,
             simulated: row.try_get::<i64, _>("simulated")? != 0,
             next_attempt_at_ms: row.try_get("next_attempt_at")?,
+            path_tenant: row.try_get("path_tenant")?,
             attempts,
         }))
     }
@@ -360,7 +363,7 @@ enum Done {
     Claimed(Vec<Claimed>),
     Recorded,
     Released(u64),
-    Requeued(bool),
+    Replayed(u64),
     Purged(Purged),
 }
 
@@ -382,8 +385,8 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         Op::Release { reply, .. } => {
             send(reply, result.and_then(|d| if let Done::Released(n) = d { Ok(n) } else { Err(mismatch()) }))
         }
-        Op::Requeue { reply, .. } => {
-            send(reply, result.and_then(|d| if let Done::Requeued(b) = d { Ok(b) } else { Err(mismatch()) }))
+        Op::Replay { reply, .. } => {
+            send(reply, result.and_then(|d| if let Done::Replayed(n) = d { Ok(n) } else { Err(mismatch()) }))
         }
         Op::Purge(_, tx) => {
             send(tx, result.and_then(|d| if let Done::Purged(p) = d { Ok(p) } else { Err(mismatch()) }))
@@ -429,19 +432,7 @@ async fn try_batch(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Done>,
                     .await?
                     .rows_affected(),
             ),
-            Op::Requeue { id, .. } => Done::Requeued(
-                sqlx::query(
-                    "UPDATE callbacks SET status = 'pending', next_attempt_at = ?2, lease_owner = NULL,
-                            lease_until = NULL, finished_at = NULL
-                     WHERE id = ?1 AND status = 'dead'",
-                )
-                .bind(id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0,
-            ),
+            Op::Replay { what, .. } => Done::Replayed(replay(&mut tx, what, now).await?),
             Op::Purge(policy, _) => Done::Purged(purge(&mut tx, policy, now).await?),
             Op::Close(_) => continue,
         };
@@ -475,13 +466,13 @@ fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> Arc<str> {
 
 const INSERT_HEAD: &str =
     "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr, simulated,
-    dedup_key, received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at)";
+    dedup_key, received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at, path_tenant)";
 const INSERT_TAIL: &str = "ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id, seq";
 const RECORD_HEAD: &str = "INSERT OR REPLACE INTO attempts (callback_seq, n, at, status_code, duration_ms, error,
     response_excerpt, outcome, next_at)";
 
 static INSERT_SQL: LazyLock<Vec<Arc<str>>> =
-    LazyLock::new(|| CHUNKS.iter().map(|&n| values_sql(INSERT_HEAD, 15, n, INSERT_TAIL)).collect());
+    LazyLock::new(|| CHUNKS.iter().map(|&n| values_sql(INSERT_HEAD, 16, n, INSERT_TAIL)).collect());
 static RECORD_SQL: LazyLock<Vec<Arc<str>>> =
     LazyLock::new(|| CHUNKS.iter().map(|&n| values_sql(RECORD_HEAD, 9, n, "")).collect());
 
@@ -528,7 +519,8 @@ async fn insert_rows(
                 .bind(lease_owner)
                 .bind(lease_until)
                 .bind(n.reason.clone())
-                .bind((!pending).then_some(now));
+                .bind((!pending).then_some(now))
+                .bind(n.path_tenant.clone());
         }
         for row in query.fetch_all(&mut *conn).await? {
             stored.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
@@ -701,6 +693,41 @@ async fn claim(
         .collect()
 }
 
+/// Puts callbacks back into the queue, due now; returns how many.
+async fn replay(conn: &mut SqliteConnection, what: &Replay, now: i64) -> Result<u64, sqlx::Error> {
+    const SET: &str = "UPDATE callbacks SET status = 'pending', next_attempt_at = ?1, lease_owner = NULL,
+        lease_until = NULL, finished_at = NULL";
+    let done = match what {
+        Replay::One { id, from } => {
+            let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+            sqlx::query(AssertSqlSafe(format!("{SET} WHERE id = ?2 AND status IN (SELECT value FROM json_each(?3))")))
+                .bind(now)
+                .bind(id.as_str())
+                .bind(serde_json::to_string(&from).unwrap_or_default())
+                .execute(&mut *conn)
+                .await?
+        }
+        Replay::Routed { id, tenant } => {
+            sqlx::query(AssertSqlSafe(format!(
+                "{SET}, tenant = ?3, last_error = NULL WHERE id = ?2 AND status = 'unroutable'"
+            )))
+            .bind(now)
+            .bind(id.as_str())
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?
+        }
+        Replay::DeadOf { tenant } => {
+            sqlx::query(AssertSqlSafe(format!("{SET} WHERE tenant = ?2 AND status = 'dead'")))
+                .bind(now)
+                .bind(tenant.as_str())
+                .execute(&mut *conn)
+                .await?
+        }
+    };
+    Ok(done.rows_affected())
+}
+
 async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result<Purged, sqlx::Error> {
     let delivered = sqlx::query(
         "DELETE FROM callbacks INDEXED BY callbacks_received WHERE +status = 'delivered' AND received_at < ?1",
@@ -750,6 +777,7 @@ mod tests {
             remote_addr: Some("127.0.0.1".into()),
             simulated: false,
             dedup: key.map(|k| DedupKey { key: k.into(), window: Duration::from_secs(3600) }),
+            path_tenant: None,
             lease: None,
         }
     }

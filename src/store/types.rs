@@ -68,6 +68,9 @@ pub struct NewCallback {
     pub simulated: bool,
     /// Only for `Pending`: skip the insert if this key was accepted inside its window.
     pub dedup: Option<DedupKey>,
+    /// The tenant the callback's path named, if any (for a replay of an
+    /// unroutable one).
+    pub path_tenant: Option<String>,
     /// Only for `Pending`: insert it already leased to this owner, for an
     /// attempt the caller makes itself (`ack = "delivered"`).
     pub lease: Option<(String, Duration)>,
@@ -153,7 +156,19 @@ pub struct CallbackDetail {
     pub remote_addr: Option<String>,
     pub simulated: bool,
     pub next_attempt_at_ms: Option<i64>,
+    pub path_tenant: Option<String>,
     pub attempts: Vec<AttemptRecord>,
+}
+
+/// What a replay puts back into the queue (due at once).
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// One callback, if its status is one of `from`.
+    One { id: String, from: Vec<Status> },
+    /// One unroutable callback, now routed to `tenant`.
+    Routed { id: String, tenant: String },
+    /// Every dead callback of a tenant (the morning after its outage).
+    DeadOf { tenant: String },
 }
 
 #[derive(Debug, Clone, Default)]
