@@ -6,6 +6,7 @@ mod duration;
 mod origin;
 mod secret;
 mod tenant_id;
+pub mod time;
 
 pub use checkmac::{CheckMac, HashAlgorithm, HashKeys};
 pub use duration::ConfigDuration;

@@ -67,7 +67,7 @@ pub fn error(err: &GatewayError, json: bool) -> Response {
     response
 }
 
-fn render(status: StatusCode, page: &impl Template, csp: &str) -> Response {
+pub(crate) fn render(status: StatusCode, page: &impl Template, csp: &str) -> Response {
     let mut response = match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
