@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod domain;
 pub mod form;
 pub mod http;
+pub mod metrics;
 pub mod providers;
 pub mod routing;
 pub mod startup;

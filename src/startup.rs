@@ -35,6 +35,9 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let client = http_client()?;
+        if crate::metrics::handle().is_none() {
+            tracing::warn!("another metrics recorder is installed; /metrics answers 503");
+        }
         let store = Store::open(&config.storage.url)
             .await
             .with_context(|| format!("cannot open storage {}", config.storage.url.display_masked()))?;
@@ -92,7 +95,9 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 /// valid, otherwise keep the old one. Settings bound at start (listen
 /// address, body limit, request timeout, storage) need a restart.
 pub fn reload(state: &AppState, path: &Path) -> Result<(), ConfigError> {
-    let new = config::load(path)?;
+    let loaded = config::load(path);
+    crate::metrics::reload(loaded.is_ok());
+    let new = loaded?;
     let old = state.config();
     if new.server.listen != old.server.listen
         || new.server.max_body_bytes != old.server.max_body_bytes

@@ -119,6 +119,13 @@ pub async fn deliver(state: &AppState, callback: Claimed, permit: Option<OwnedSe
     drop(permit);
     let delivered = matches!(outcome, crate::store::Outcome::Delivered);
     let tenant = callback.tenant.as_deref().unwrap_or("-");
+    crate::metrics::attempt(
+        &callback.provider,
+        tenant,
+        delivered,
+        matches!(outcome, crate::store::Outcome::Dead),
+        Duration::from_millis(record.duration_ms),
+    );
     match &outcome {
         crate::store::Outcome::Delivered => {
             tracing::info!(delivery = %callback.id, provider = %callback.provider, tenant, attempt = record.n, status = ?record.status_code, ms = record.duration_ms, "delivered")

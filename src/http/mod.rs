@@ -1,6 +1,7 @@
 //! The HTTP face of the gateway: one router, one middleware stack, one
 //! accept loop. Each endpoint group has its own module.
 
+mod admin;
 mod body;
 mod checkout;
 mod client_ip;
@@ -61,6 +62,9 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(legacy)
+        .merge(admin::routes(state.clone()))
+        .route("/metrics", get(crate::metrics::render))
+        .route_layer(middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .with_state(state.clone());
 

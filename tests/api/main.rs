@@ -1,5 +1,6 @@
 //! End-to-end tests on the real server: one binary, a module per capability.
 
+mod admin;
 mod checkmac;
 mod checkout;
 mod checkout_json;

@@ -1,0 +1,111 @@
+//! Prometheus metrics (SPEC §5), recorded with the `metrics` crate and
+//! rendered by its Prometheus exporter on `GET /metrics`. Names:
+//!
+//! - `payrelay_http_requests_total{route,status}` — route is the matched
+//!   path template (`/{provider}/notify`), never a raw path.
+//! - `payrelay_callbacks_received_total{provider,tenant,outcome}` — outcome
+//!   `stored`, `duplicate`, `rejected`, `unroutable`, `unparseable`,
+//!   `storage_error`; tenant `-` when none.
+//! - `payrelay_deliveries_total{provider,tenant}` (delivered),
+//!   `payrelay_delivery_failures_total{provider,tenant}` (failed attempts),
+//!   `payrelay_callbacks_dead_total{provider,tenant}`.
+//! - `payrelay_delivery_attempt_seconds{provider}` — histogram.
+//! - `payrelay_callbacks{status}` and `payrelay_oldest_pending_age_seconds`
+//!   — gauges read from the store at each scrape.
+//! - `payrelay_config_reloads_total{result="ok"|"error"}`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::http::AppState;
+use crate::store::{Status, now_ms};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (several apps in one test
+/// process share it). `None` if another recorder was installed first.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("payrelay_delivery_attempt_seconds".to_owned()),
+                    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                )
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+pub fn callback_received(provider: &str, tenant: Option<&str>, outcome: &'static str) {
+    metrics::counter!(
+        "payrelay_callbacks_received_total",
+        "provider" => provider.to_owned(),
+        "tenant" => tenant.unwrap_or("-").to_owned(),
+        "outcome" => outcome,
+    )
+    .increment(1);
+}
+
+/// One delivery attempt's outcome and duration.
+pub fn attempt(provider: &str, tenant: &str, delivered: bool, dead: bool, took: Duration) {
+    let labels = [("provider", provider.to_owned()), ("tenant", tenant.to_owned())];
+    if delivered {
+        metrics::counter!("payrelay_deliveries_total", &labels).increment(1);
+    } else {
+        metrics::counter!("payrelay_delivery_failures_total", &labels).increment(1);
+    }
+    if dead {
+        metrics::counter!("payrelay_callbacks_dead_total", &labels).increment(1);
+    }
+    metrics::histogram!("payrelay_delivery_attempt_seconds", "provider" => provider.to_owned())
+        .record(took.as_secs_f64());
+}
+
+pub fn reload(ok: bool) {
+    metrics::counter!("payrelay_config_reloads_total", "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Counts every request by its route template and answer status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let response = next.run(req).await;
+    metrics::counter!("payrelay_http_requests_total", "route" => route, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
+}
+
+/// `GET /metrics`: the store's gauges, refreshed, then everything.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let Some(handle) = handle() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response();
+    };
+    match tokio::time::timeout(Duration::from_secs(2), state.store().stats()).await {
+        Ok(Ok(stats)) => {
+            for status in [Status::Pending, Status::Delivered, Status::Dead, Status::Rejected, Status::Unroutable] {
+                let n = stats.by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!("payrelay_callbacks", "status" => status.as_str()).set(n as f64);
+            }
+            let age = stats.oldest_pending_ms.map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
+            metrics::gauge!("payrelay_oldest_pending_age_seconds").set(age);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: storage does not answer"),
+        Err(_) => tracing::warn!("metrics: storage did not answer in time"),
+    }
+    let mut response = handle.render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
