@@ -405,6 +405,8 @@ pub struct Served {
     pub child: std::process::Child,
     pub addr: String,
     log: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far (by `wait_for_log` too).
+    seen: Vec<String>,
 }
 
 impl Served {
@@ -432,7 +434,7 @@ impl Served {
                 }
             }
         });
-        let mut served = Self { child, addr: String::new(), log };
+        let mut served = Self { child, addr: String::new(), log, seen: Vec::new() };
         let listening = served.wait_for_log("payrelay listening");
         served.addr = listening["addr"].as_str().unwrap().to_owned();
         served
@@ -448,10 +450,26 @@ impl Served {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = self.log.recv_timeout(left).unwrap_or_else(|_| panic!("no {message:?} in the log"));
+            self.seen.push(line.clone());
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["message"].as_str().is_some_and(|m| m.contains(message))
             {
                 return v;
+            }
+        }
+    }
+
+    /// Every log line of the process, from its start until it closes
+    /// stderr (after a stop; at most 20 s).
+    pub fn drain(&mut self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut lines = std::mem::take(&mut self.seen);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("the log did not end within 20 s"),
             }
         }
     }

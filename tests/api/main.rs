@@ -1,6 +1,7 @@
 //! End-to-end tests on the real server: one binary, a module per capability.
 
 mod admin;
+mod browser;
 mod checkmac;
 mod checkout;
 mod checkout_json;
@@ -10,5 +11,6 @@ mod delivery;
 mod funpoint_return;
 mod helpers;
 mod notify;
+mod operations;
 mod providers;
 mod server;
