@@ -38,7 +38,7 @@ impl Application {
         if crate::metrics::handle().is_none() {
             tracing::warn!("another metrics recorder is installed; /metrics answers 503");
         }
-        let store = Store::open(&config.storage.url)
+        let store = Store::open(&config.storage)
             .await
             .with_context(|| format!("cannot open storage {}", config.storage.url.display_masked()))?;
         let header_timeout = config.server.request_timeout;

@@ -77,6 +77,10 @@ pub struct RawStorage {
     pub keep_rejected: u64,
     #[serde(default = "RawStorage::default_lease")]
     pub lease: String,
+    #[serde(default = "RawStorage::default_pool_size")]
+    pub pool_size: u32,
+    #[serde(default = "RawStorage::default_connect_timeout")]
+    pub connect_timeout: String,
 }
 
 impl RawStorage {
@@ -92,6 +96,12 @@ impl RawStorage {
     fn default_lease() -> String {
         s("30s")
     }
+    fn default_pool_size() -> u32 {
+        8
+    }
+    fn default_connect_timeout() -> String {
+        s("3s")
+    }
 }
 
 impl Default for RawStorage {
@@ -101,6 +111,8 @@ impl Default for RawStorage {
             retention: Self::default_retention(),
             keep_rejected: Self::default_keep_rejected(),
             lease: Self::default_lease(),
+            pool_size: Self::default_pool_size(),
+            connect_timeout: Self::default_connect_timeout(),
         }
     }
 }

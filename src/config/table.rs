@@ -37,6 +37,10 @@ pub struct StorageConfig {
     pub retention: Duration,
     pub keep_rejected: u64,
     pub lease: Duration,
+    /// PostgreSQL only: connections per instance, and how long to wait for
+    /// one (also the bound on reaching the server at all).
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
 }
 
 /// Where callbacks are stored. A PostgreSQL URL may hold a password, so it
@@ -333,9 +337,19 @@ impl TryFrom<RawConfig> for Config {
             retention: p.duration("storage.retention", &raw.storage.retention),
             keep_rejected: raw.storage.keep_rejected,
             lease: p.duration("storage.lease", &raw.storage.lease),
+            pool_size: raw.storage.pool_size,
+            connect_timeout: p.duration("storage.connect_timeout", &raw.storage.connect_timeout),
         };
         if storage.lease.is_zero() {
             p.push("storage.lease", "must be longer than 0");
+        }
+        if !(2..=1000).contains(&storage.pool_size) {
+            p.push("storage.pool_size", "must be between 2 and 1000");
+        }
+        if storage.connect_timeout.is_zero() || storage.connect_timeout > Duration::from_secs(4) {
+            // A provider must hear an answer (503) within 5 s while the
+            // database is unreachable (SPEC §6).
+            p.push("storage.connect_timeout", "must be longer than 0 and at most 4s");
         }
 
         let delivery = DeliveryConfig {

@@ -7,15 +7,17 @@
 //! [`Store`] is the one interface; SQLite is the embedded backend, and a
 //! PostgreSQL backend is a second variant of the same enum.
 
+mod postgres;
 mod sqlite;
 mod types;
 
 use std::time::Duration;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
-use crate::config::StorageUrl;
+use crate::config::{StorageConfig, StorageUrl};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,58 +29,59 @@ pub enum StoreError {
     WriterGone,
     #[error("storage: no answer within {0:?}")]
     Timeout(Duration),
-    #[error("storage: {0} is not supported by this build yet")]
-    Unsupported(&'static str),
 }
 
 /// The callback store, whichever backend the config names.
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// The same call on whichever backend this is.
+macro_rules! backend {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Self::Sqlite($s) => $call,
+            Self::Postgres($s) => $call,
+        }
+    };
 }
 
 impl Store {
-    pub async fn open(url: &StorageUrl) -> Result<Self, StoreError> {
-        match url {
+    pub async fn open(storage: &StorageConfig) -> Result<Self, StoreError> {
+        match &storage.url {
             StorageUrl::Sqlite { path } => Ok(Self::Sqlite(SqliteStore::open(path).await?)),
-            StorageUrl::Postgres(_) => Err(StoreError::Unsupported("postgres://")),
+            StorageUrl::Postgres(url) => {
+                Ok(Self::Postgres(PgStore::open(url.expose(), storage.pool_size, storage.connect_timeout).await?))
+            }
         }
     }
 
     /// Dedup check and insert, committed durably before this returns.
     pub async fn accept(&self, new: NewCallback) -> Result<Accepted, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.accept(new).await,
-        }
+        backend!(self, s => s.accept(new).await)
     }
 
     /// Leases up to `limit` pending callbacks whose next attempt is due.
     pub async fn claim_due(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<Claimed>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.claim(owner, lease, limit, None).await,
-        }
+        backend!(self, s => s.claim(owner, lease, limit, None).await)
     }
 
     /// Leases one pending callback now, whatever its schedule (inline
     /// delivery, replay); `None` if it is not pending or is leased elsewhere.
     pub async fn claim_one(&self, id: &str, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
-        match self {
-            Self::Sqlite(s) => Ok(s.claim(owner, lease, 1, Some(id)).await?.into_iter().next()),
-        }
+        backend!(self, s => Ok(s.claim(owner, lease, 1, Some(id)).await?.into_iter().next()))
     }
 
     /// Records one attempt and its consequence, releasing the lease.
     pub async fn record(&self, seq: i64, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => s.record(seq, attempt, outcome).await,
-        }
+        backend!(self, s => s.record(seq, attempt, outcome).await)
     }
 
     /// Gives back every lease `owner` holds (shutdown).
     pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.release(owner).await,
-        }
+        backend!(self, s => s.release(owner).await)
     }
 
     /// Puts a `dead` callback back in the queue, due now (its attempts are
@@ -90,48 +93,34 @@ impl Store {
     /// Puts callbacks back in the queue, due now; how many moved. Attempts
     /// are kept and their numbering goes on.
     pub async fn replay(&self, what: Replay) -> Result<u64, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.replay(what).await,
-        }
+        backend!(self, s => s.replay(what).await)
     }
 
     pub async fn purge(&self, policy: PurgePolicy) -> Result<Purged, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.purge(policy).await,
-        }
+        backend!(self, s => s.purge(policy).await)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.get(id).await,
-        }
+        backend!(self, s => s.get(id).await)
     }
 
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<CallbackSummary>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.list(filter).await,
-        }
+        backend!(self, s => s.list(filter).await)
     }
 
     /// Counts by status, and the oldest pending callback's receive time.
     pub async fn stats(&self) -> Result<Stats, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.stats().await,
-        }
+        backend!(self, s => s.stats().await)
     }
 
     /// Does storage answer? (`/readyz`)
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => s.ping().await,
-        }
+        backend!(self, s => s.ping().await)
     }
 
     /// Closes the connections after the last write has been committed.
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(s) => s.close().await,
-        }
+        backend!(self, s => s.close().await)
     }
 }
 
