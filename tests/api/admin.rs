@@ -75,6 +75,7 @@ impl Ops {
 
 #[tokio::test]
 async fn without_a_token_configured_the_admin_side_is_404() {
+    need_backend!();
     let f = Fixture::start().await;
     for path in ["/admin", "/admin/api/callbacks", "/admin/callbacks/x"] {
         let res = f.app.client.get(f.app.url(path)).bearer_auth("anything").send().await.unwrap();
@@ -84,6 +85,7 @@ async fn without_a_token_configured_the_admin_side_is_404() {
 
 #[tokio::test]
 async fn bearer_or_basic_with_the_token_and_anything_else_is_401() {
+    need_backend!();
     let ops = Ops::start().await;
     let url = ops.app.url("/admin/api/callbacks");
     let c = &ops.app.client;
@@ -105,6 +107,7 @@ async fn bearer_or_basic_with_the_token_and_anything_else_is_401() {
 
 #[tokio::test]
 async fn the_list_is_newest_first_filtered_and_paged_by_cursor() {
+    need_backend!();
     let ops = Ops::start().await;
     for i in 0..5 {
         assert_eq!(ops.notify(&notification(&format!("A{i}01"), &format!("T{i}"), "paid")).await, 200);
@@ -159,6 +162,7 @@ async fn the_list_is_newest_first_filtered_and_paged_by_cursor() {
 
 #[tokio::test]
 async fn detail_has_the_raw_body_and_every_attempt() {
+    need_backend!();
     let ops = Ops::start().await;
     let body = notification("E01", "T1", "交易成功");
     assert_eq!(ops.notify(&body).await, 200);
@@ -185,6 +189,7 @@ async fn detail_has_the_raw_body_and_every_attempt() {
 
 #[tokio::test]
 async fn a_dead_callback_replayed_is_delivered_once_the_tenant_is_up() {
+    need_backend!();
     let mut ops = Ops::start().await;
     let body = notification("F01", "T1", "paid");
     assert_eq!(ops.notify(&body).await, 200);
@@ -206,6 +211,7 @@ async fn a_dead_callback_replayed_is_delivered_once_the_tenant_is_up() {
 
 #[tokio::test]
 async fn rejected_is_never_replayed_and_unroutable_is_routed_with_todays_table() {
+    need_backend!();
     let ops = Ops::start().await;
     let forged = notification("G01", "T1", "paid").replace("CheckMacValue=", "CheckMacValue=00");
     assert_eq!(ops.notify(&forged).await, 400);
@@ -245,6 +251,7 @@ async fn rejected_is_never_replayed_and_unroutable_is_routed_with_todays_table()
 
 #[tokio::test]
 async fn every_dead_callback_of_a_tenant_is_replayed_at_once() {
+    need_backend!();
     let mut ops = Ops::start().await;
     for i in 0..3 {
         assert_eq!(ops.notify(&notification(&format!("H{i}01"), &format!("T{i}"), "paid")).await, 200);
@@ -276,6 +283,7 @@ async fn every_dead_callback_of_a_tenant_is_replayed_at_once() {
 
 #[tokio::test]
 async fn the_console_lists_masks_hash_fields_and_refuses_cross_site_posts() {
+    need_backend!();
     let ops = Ops::start().await;
     let body = notification("K01", "T1", "paid");
     assert_eq!(ops.notify(&body).await, 200);
@@ -311,6 +319,7 @@ async fn the_console_lists_masks_hash_fields_and_refuses_cross_site_posts() {
 
 #[tokio::test]
 async fn metrics_count_callbacks_deliveries_failures_and_dead_by_provider_and_tenant() {
+    need_backend!();
     let ops = Ops::start().await;
     assert_eq!(ops.notify(&notification("M01", "T1", "paid")).await, 200); // shop: hangs → dead
     assert_eq!(ops.notify(&notification("M02", "T2", "paid")).await, 200); // other: delivered

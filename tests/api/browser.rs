@@ -131,6 +131,7 @@ impl Driver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_replays_a_dead_callback_in_a_real_browser() {
+    need_backend!();
     let Some(driver) = chromedriver() else {
         assert_ne!(
             std::env::var("PAYRELAY_BROWSER_TESTS").as_deref(),

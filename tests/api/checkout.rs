@@ -20,6 +20,7 @@ async fn error_code(res: reqwest::Response) -> (u16, String) {
 
 #[tokio::test]
 async fn each_missing_or_empty_field_has_its_code_in_order() {
+    need_backend!();
     let f = Fixture::start().await;
     let cases = [
         ("", "8000201"),
@@ -43,6 +44,7 @@ async fn each_missing_or_empty_field_has_its_code_in_order() {
 
 #[tokio::test]
 async fn a_field_over_512_bytes_is_8000211() {
+    need_backend!();
     let f = Fixture::start().await;
     let long = "x".repeat(513);
     let res =
@@ -62,6 +64,7 @@ async fn a_field_over_512_bytes_is_8000211() {
 
 #[tokio::test]
 async fn unknown_domain_is_8000206_and_never_becomes_a_url() {
+    need_backend!();
     let f = Fixture::start().await;
     for domain in ["nope", "127.0.0.1", "evil.example%2Fx"] {
         let res = f
@@ -75,6 +78,7 @@ async fn unknown_domain_is_8000206_and_never_becomes_a_url() {
 
 #[tokio::test]
 async fn errors_are_json_when_asked() {
+    need_backend!();
     let f = Fixture::start().await;
     let res = f
         .app
@@ -94,6 +98,7 @@ async fn errors_are_json_when_asked() {
 
 #[tokio::test]
 async fn origin_must_be_one_of_the_tenants() {
+    need_backend!();
     let f = Fixture::start().await;
     f.tenant_answers("Credit", "");
     let post = |origin: &'static str| f.app.post_from(origin, "/funpoint/checkout", CHECKOUT);
@@ -112,6 +117,7 @@ async fn origin_must_be_one_of_the_tenants() {
 
 #[tokio::test]
 async fn the_tenant_api_gets_the_five_fields_and_the_buyer_address() {
+    need_backend!();
     let f = Fixture::start().await;
     f.tenant_answers("Credit", "");
     let res = f
@@ -143,6 +149,7 @@ async fn the_tenant_api_gets_the_five_fields_and_the_buyer_address() {
 
 #[tokio::test]
 async fn a_trusted_proxy_passes_the_buyer_address_on() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let provider = MockServer::start().await;
     let config = shop_config(&tenant.url(), &provider.url(), "")
@@ -165,6 +172,7 @@ async fn a_trusted_proxy_passes_the_buyer_address_on() {
 
 #[tokio::test]
 async fn every_tenant_api_failure_is_8000207() {
+    need_backend!();
     let f = Fixture::start().await;
     let url = format!("{}/Cashier/AioCheckOut/V5", f.provider.url());
     let cases = [
@@ -192,6 +200,7 @@ async fn every_tenant_api_failure_is_8000207() {
 
 #[tokio::test]
 async fn an_unreachable_tenant_is_8000207() {
+    need_backend!();
     let provider = MockServer::start().await;
     let app = spawn_app(&shop_config(&closed_port_url().await, &provider.url(), "")).await;
     let res = app.post_form("/funpoint/checkout", CHECKOUT).await;
@@ -204,6 +213,7 @@ async fn an_unreachable_tenant_is_8000207() {
 
 #[tokio::test]
 async fn a_payment_url_outside_payment_origins_is_8000208() {
+    need_backend!();
     let f = Fixture::start().await;
     for url in [
         "https://evil.example/Cashier",
@@ -231,6 +241,7 @@ fn inputs(html: &str) -> (String, Vec<(String, String)>) {
 
 #[tokio::test]
 async fn the_form_page_holds_every_field_in_order_with_its_headers() {
+    need_backend!();
     let f = Fixture::start().await;
     f.tenant_answers("Credit", r#","Amount2":1.50,"Big":12345678901234567890,"Flag":true,"Nothing":null"#);
     let res = f.app.post_form("/funpoint/checkout", CHECKOUT).await;
@@ -279,6 +290,7 @@ async fn the_form_page_holds_every_field_in_order_with_its_headers() {
 
 #[tokio::test]
 async fn hostile_values_are_escaped_and_round_trip() {
+    need_backend!();
     let f = Fixture::start().await;
     let hostile = [
         r#""><script>alert(1)</script>"#,
@@ -307,6 +319,7 @@ async fn hostile_values_are_escaped_and_round_trip() {
 
 #[tokio::test]
 async fn cvs_is_posted_server_side_and_the_providers_answer_passed_through() {
+    need_backend!();
     let f = Fixture::start().await;
     f.tenant_answers("CVS", r#","ItemName":"手機殼 & 殼","StoreExpireDate":7"#);
     f.provider.reply(Reply {
@@ -343,6 +356,7 @@ async fn cvs_is_posted_server_side_and_the_providers_answer_passed_through() {
 
 #[tokio::test]
 async fn cvs_with_the_provider_unreachable_is_8000207() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let provider_url = closed_port_url().await;
     let app = spawn_app(&shop_config(&tenant.url(), &provider_url, "")).await;
@@ -355,6 +369,7 @@ async fn cvs_with_the_provider_unreachable_is_8000207() {
 
 #[tokio::test]
 async fn the_legacy_php_path_is_the_same_checkout() {
+    need_backend!();
     let f = Fixture::start().await;
     f.tenant_answers("Credit", "");
     let res = f.app.post_form("/payment_background_funpoint.php", CHECKOUT).await;
@@ -368,6 +383,7 @@ async fn the_legacy_php_path_is_the_same_checkout() {
 
 #[tokio::test]
 async fn legacy_paths_off_means_404() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let provider = MockServer::start().await;
     let config = shop_config(&tenant.url(), &provider.url(), "")

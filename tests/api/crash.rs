@@ -10,6 +10,7 @@ use crate::helpers::*;
 // Multi-threaded: the child process's log is read with blocking calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_the_last_ack_loses_nothing() {
+    need_backend!();
     const N: usize = 500;
     // The tenant's port, held but not answered: the tenant is down (its
     // deliveries time out) and no other test can take the port meanwhile.
@@ -21,7 +22,7 @@ async fn kill_9_after_the_last_ack_loses_nothing() {
         &cfg,
         format!(
             r#"[storage]
-url = "sqlite://{db}"
+url = "{db}"
 [delivery]
 timeout = "500ms"
 retry = ["50ms", "100ms", "200ms", "300ms", "500ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
@@ -35,7 +36,7 @@ merchant_id = "{STAGE_MERCHANT}"
 hash_key = "{STAGE_KEY}"
 hash_iv = "{STAGE_IV}"
 "#,
-            db = dir.path().join("payrelay.db").display()
+            db = store_url_for(&dir.path().join("payrelay.db"))
         ),
     )
     .unwrap();

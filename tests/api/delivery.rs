@@ -31,6 +31,7 @@ fn attempts_seen(tenant: &MockServer) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_failing_tenant_is_retried_until_it_answers() {
+    need_backend!();
     for (what, failure) in [
         ("500", Reply::text(500, "oops")),
         ("200 without 1|OK", Reply::text(200, "OK")),
@@ -58,6 +59,7 @@ async fn a_failing_tenant_is_retried_until_it_answers() {
 
 #[tokio::test]
 async fn dead_after_the_last_wait() {
+    need_backend!();
     let f = Fixture::start().await; // retry = 100ms, 200ms, 300ms: four attempts
     f.tenant.reply(Reply::text(503, "down"));
     notify(&f.app, &notification("FP01", "T1", "交易成功")).await;
@@ -89,6 +91,7 @@ async fn dead_after_the_last_wait() {
 
 #[tokio::test]
 async fn a_longer_retry_after_is_honoured() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
         .replace(r#"retry = ["100ms", "200ms", "300ms"]"#, r#"retry = ["100ms", "5s"]"#);
@@ -113,6 +116,7 @@ async fn a_longer_retry_after_is_honoured() {
 
 #[tokio::test]
 async fn pending_retries_resume_after_a_restart() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
         .replace(r#"retry = ["100ms", "200ms", "300ms"]"#, r#"retry = ["1s", "1s", "1s"]"#);
@@ -135,6 +139,7 @@ async fn pending_retries_resume_after_a_restart() {
 
 #[tokio::test]
 async fn ack_delivered_answers_by_the_first_attempt() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
         .replace("domain_codes = [\"shop\"]", "domain_codes = [\"shop\"]\nack = \"delivered\"");
@@ -179,6 +184,7 @@ async fn ack_delivered_answers_by_the_first_attempt() {
 
 #[tokio::test]
 async fn retention_purges_old_delivered_rows_and_caps_rejected_ones() {
+    need_backend!();
     let f = Fixture::start().await;
     for i in 0..3 {
         notify(&f.app, &notification("FP01", &format!("D{i}"), "交易成功")).await;

@@ -52,6 +52,7 @@ async fn post_return(f: &Fixture, path: &str, extra: &[(&str, &str)]) -> reqwest
 
 #[tokio::test]
 async fn atm_code_issued_passes_its_six_fields() {
+    need_backend!();
     let f = Fixture::start().await;
     let res = post_return(
         &f,
@@ -87,6 +88,7 @@ async fn atm_code_issued_passes_its_six_fields() {
 
 #[tokio::test]
 async fn cvs_code_issued_passes_its_five_fields() {
+    need_backend!();
     let f = Fixture::start().await;
     let res = post_return(
         &f,
@@ -116,6 +118,7 @@ async fn cvs_code_issued_passes_its_five_fields() {
 
 #[tokio::test]
 async fn any_other_code_passes_four_fields_and_hostile_text_is_escaped() {
+    need_backend!();
     let f = Fixture::start().await;
     let hostile = r#"交易成功 "><script>alert(1)</script>"#;
     let res = post_return(
@@ -136,6 +139,7 @@ async fn any_other_code_passes_four_fields_and_hostile_text_is_escaped() {
 
 #[tokio::test]
 async fn absent_fields_are_left_out_and_empty_ones_passed_on() {
+    need_backend!();
     let f = Fixture::start().await;
     // No CheckMacValue at all: nothing to verify, relayed as received.
     let res = f.app.post_form("/funpoint/return", "MerchantTradeNo=X01&RtnCode=2&BankCode=&TradeAmt=5").await;
@@ -146,6 +150,7 @@ async fn absent_fields_are_left_out_and_empty_ones_passed_on() {
 
 #[tokio::test]
 async fn a_wrong_checkmacvalue_is_8000213() {
+    need_backend!();
     let f = Fixture::start().await;
     let good = signed(&[("MerchantTradeNo", "FP01"), ("RtnCode", "1"), ("TradeAmt", "100")]);
     let forged = good.replace("TradeAmt=100", "TradeAmt=1");
@@ -159,6 +164,7 @@ async fn a_wrong_checkmacvalue_is_8000213() {
 
 #[tokio::test]
 async fn an_unknown_order_suffix_is_8000212() {
+    need_backend!();
     let f = Fixture::start().await;
     for body in ["MerchantTradeNo=FP99&RtnCode=1", "RtnCode=1", "MerchantTradeNo=1", "MerchantTradeNo=%FF01"] {
         let res = f.app.post_form("/funpoint/return", body).await;
@@ -169,6 +175,7 @@ async fn an_unknown_order_suffix_is_8000212() {
 
 #[tokio::test]
 async fn a_tenant_without_keys_relays_without_checking() {
+    need_backend!();
     let f = Fixture::start().await;
     // Tenant "other" (suffix 02) has no keys.
     let res = f.app.post_form("/funpoint/return", "MerchantTradeNo=FP02&RtnCode=1&CheckMacValue=WRONG").await;

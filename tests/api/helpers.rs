@@ -193,6 +193,31 @@ impl TestApp {
     }
 }
 
+/// Is this binary's store available? (Always for SQLite; PostgreSQL when a
+/// server can be had — `PAYRELAY_POSTGRES_TESTS=required` makes its absence
+/// a failure.)
+pub fn backend_ready() -> bool {
+    if !crate::POSTGRES || crate::pg::available() {
+        return true;
+    }
+    eprintln!("SKIPPED: no PostgreSQL here (apt-get install postgresql, or set PAYRELAY_TEST_DATABASE_URL)");
+    false
+}
+
+/// The store URL for the store at `db`: that SQLite file, or (PostgreSQL
+/// binary) a fresh database, the same one each time for the same `db`.
+pub fn store_url_for(db: &std::path::Path) -> String {
+    if crate::POSTGRES { crate::pg::database_for(db) } else { format!("sqlite://{}", db.display()) }
+}
+
+pub fn storage_url(db: &std::path::Path) -> payrelay::config::StorageUrl {
+    if crate::POSTGRES {
+        payrelay::config::StorageUrl::Postgres(payrelay::domain::Secret::new(crate::pg::database_for(db)))
+    } else {
+        payrelay::config::StorageUrl::Sqlite { path: db.to_owned() }
+    }
+}
+
 /// Starts the gateway on 127.0.0.1:0 with `config` (a routes.toml text)
 /// and a fresh SQLite store in a temp dir.
 pub async fn spawn_app(config: &str) -> TestApp {
@@ -207,7 +232,7 @@ pub async fn spawn_app(config: &str) -> TestApp {
 pub async fn spawn_app_on(config: &str, db: &std::path::Path) -> TestApp {
     let mut config = payrelay::config::parse(config, &|_| None).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.storage.url = payrelay::config::StorageUrl::Sqlite { path: db.to_owned() };
+    config.storage.url = storage_url(db);
     let app = Application::build(config).await.unwrap();
     let addr = app.local_addr().unwrap();
     let state = app.state();
@@ -416,7 +441,7 @@ impl Served {
         let text = std::fs::read_to_string(config).unwrap();
         if !text.contains("[storage]") {
             let db = config.with_file_name("payrelay.db");
-            std::fs::write(config, format!("[storage]\nurl = \"sqlite://{}\"\n{text}", db.display())).unwrap();
+            std::fs::write(config, format!("[storage]\nurl = \"{}\"\n{text}", store_url_for(&db))).unwrap();
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_payrelay"))
             .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-format", "json"])

@@ -1,4 +1,19 @@
 //! End-to-end tests on the real server: one binary, a module per capability.
+//! This binary runs them on SQLite; `tests/api_postgres.rs` runs the same
+//! modules on PostgreSQL.
+
+/// Which store the gateways of this test binary use.
+pub const POSTGRES: bool = false;
+
+/// First line of every test that needs a store: returns (skipped) when this
+/// binary's backend is not available here.
+macro_rules! need_backend {
+    () => {
+        if !crate::helpers::backend_ready() {
+            return;
+        }
+    };
+}
 
 mod admin;
 mod browser;
@@ -12,5 +27,7 @@ mod funpoint_return;
 mod helpers;
 mod notify;
 mod operations;
+mod pg;
 mod providers;
 mod server;
+mod store;

@@ -20,6 +20,7 @@ async fn post(app: &TestApp, path: &str, body: &str) -> (u16, String, String) {
 
 #[tokio::test]
 async fn an_accepted_notification_is_answered_1_ok_and_delivered_byte_for_byte() {
+    need_backend!();
     let f = Fixture::start().await;
     let body = notification("FP24112215304501", "2411221530123456", "交易成功");
     let (status, ct, text) = post(&f.app, "/funpoint/notify", &body).await;
@@ -49,6 +50,7 @@ async fn an_accepted_notification_is_answered_1_ok_and_delivered_byte_for_byte()
 
 #[tokio::test]
 async fn the_path_and_legacy_forms_route_the_same() {
+    need_backend!();
     let f = Fixture::start().await;
     for (i, path) in ["/funpoint/notify/shop", "/payment_background_funpoint_receive.php"].iter().enumerate() {
         let body = notification("FP24112215304501", &format!("24112215301{i}"), "交易成功");
@@ -60,6 +62,7 @@ async fn the_path_and_legacy_forms_route_the_same() {
 
 #[tokio::test]
 async fn a_stray_percent_is_taken_literally_and_passed_on_untouched() {
+    need_backend!();
     let f = Fixture::start().await;
     // Sign the decoded value "100%"; send it with a bare '%' as a browser would.
     let signed = sign_fields(&[
@@ -89,6 +92,7 @@ async fn nothing_else_reached(f: &Fixture, before: usize) {
 
 #[tokio::test]
 async fn forged_or_missing_mac_and_wrong_merchant_are_rejected() {
+    need_backend!();
     let f = Fixture::start().await;
     let good = notification("FP24112215304501", "T1", "交易成功");
     let forged = good.replace("TradeAmt=1200", "TradeAmt=1");
@@ -111,6 +115,7 @@ async fn forged_or_missing_mac_and_wrong_merchant_are_rejected() {
 
 #[tokio::test]
 async fn unknown_suffix_unknown_tenant_and_mismatch() {
+    need_backend!();
     let f = Fixture::start().await;
     let unknown_suffix = notification("FP24112215304577", "T1", "交易成功");
     let (status, _, text) = post(&f.app, "/funpoint/notify", &unknown_suffix).await;
@@ -134,6 +139,7 @@ async fn unknown_suffix_unknown_tenant_and_mismatch() {
 
 #[tokio::test]
 async fn unparseable_bodies_are_400_and_not_stored() {
+    need_backend!();
     let f = Fixture::start().await;
     for body in ["RtnCode=1&RtnMsg=paid", "MerchantTradeNo=%FF%FE01", ""] {
         let (status, _, text) = post(&f.app, "/funpoint/notify", body).await;
@@ -154,6 +160,7 @@ async fn unparseable_bodies_are_400_and_not_stored() {
 
 #[tokio::test]
 async fn a_resend_with_a_new_rtnmsg_is_acknowledged_and_not_delivered_twice() {
+    need_backend!();
     let f = Fixture::start().await;
     let first = notification("FP24112215304501", "2411221530123456", "交易成功");
     let resend = notification("FP24112215304501", "2411221530123456", "paid");
@@ -174,6 +181,7 @@ async fn a_resend_with_a_new_rtnmsg_is_acknowledged_and_not_delivered_twice() {
 
 #[tokio::test]
 async fn simulated_payments_are_flagged_or_dropped() {
+    need_backend!();
     let f = Fixture::start().await;
     let simulated = notification_with("FP24112215304501", "S1", "交易成功", &[("SimulatePaid", "1")]);
     assert_eq!(post(&f.app, "/funpoint/notify", &simulated).await.2, "1|OK");
@@ -198,6 +206,7 @@ async fn simulated_payments_are_flagged_or_dropped() {
 
 #[tokio::test]
 async fn deliveries_are_signed_per_standard_webhooks() {
+    need_backend!();
     use base64::Engine as _;
     use hmac::{KeyInit, Mac};
     let tenant = MockServer::start().await;
@@ -226,6 +235,7 @@ async fn deliveries_are_signed_per_standard_webhooks() {
 
 #[tokio::test]
 async fn many_concurrent_notifications_are_each_stored_and_delivered() {
+    need_backend!();
     let f = Fixture::start().await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200 {
@@ -254,6 +264,7 @@ async fn many_concurrent_notifications_are_each_stored_and_delivered() {
 
 #[tokio::test]
 async fn readyz_answers_when_storage_does() {
+    need_backend!();
     let f = Fixture::start().await;
     let res = f.app.client.get(f.app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -261,6 +272,7 @@ async fn readyz_answers_when_storage_does() {
 
 #[tokio::test]
 async fn a_resend_after_the_dedup_window_is_a_new_callback() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
         .replace("timeout = \"700ms\"", "timeout = \"700ms\"\ndedup_window = \"300ms\"");

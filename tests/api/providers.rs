@@ -132,6 +132,7 @@ fn oen_charge(merchant: &str, id: &str, status: &str) -> String {
 
 #[tokio::test]
 async fn an_oen_charge_is_answered_s0000_and_reaches_only_its_tenant_byte_for_byte() {
+    need_backend!();
     let s = Shops::start().await;
     let body = oen_charge("alpha-shop", "ch_9f1c2e", "charged");
     let (status, ct, text) = s.post("/oen/notify", "application/json; charset=utf-8", &body).await;
@@ -153,6 +154,7 @@ async fn an_oen_charge_is_answered_s0000_and_reaches_only_its_tenant_byte_for_by
 
 #[tokio::test]
 async fn oen_token_subscription_and_opt_in_event_shapes_are_routed() {
+    need_backend!();
     let s = Shops::start().await;
     let token = r#"{"purpose":"token","merchantId":"beta-shop","id":"tok_77a0","success":true,"status":"active","token":"tok_live_5d9f","card":{"last4":"4242","brand":"visa"},"customId":"member-31"}"#;
     let schedule = r#"{"purpose":"schedule_subscription","merchantId":"beta-shop","id":"sub_0c3e","success":true,"status":"charged","period":3,"amount":399,"nextChargeAt":"2026-12-22T00:00:00.000Z"}"#;
@@ -178,6 +180,7 @@ async fn oen_token_subscription_and_opt_in_event_shapes_are_routed() {
 
 #[tokio::test]
 async fn an_oen_resend_is_delivered_once_and_a_new_status_is_delivered() {
+    need_backend!();
     let s = Shops::start().await;
     let first = oen_charge("alpha-shop", "ch_1", "charged");
     // A resend: the same event, other fields reordered and changed.
@@ -199,6 +202,7 @@ async fn an_oen_resend_is_delivered_once_and_a_new_status_is_delivered() {
 
 #[tokio::test]
 async fn an_oen_webhook_sent_while_the_tenant_is_down_arrives_when_it_is_back() {
+    need_backend!();
     // alpha's port is bound but not served: connections wait unanswered and
     // time out, as a tenant that hangs would.
     let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -224,6 +228,7 @@ async fn an_oen_webhook_sent_while_the_tenant_is_down_arrives_when_it_is_back() 
 
 #[tokio::test]
 async fn success_for_oen_sinopac_and_tappay_is_any_2xx_and_a_500_is_retried() {
+    need_backend!();
     let s = Shops::start().await;
     s.alpha.reply(Reply::text(204, ""));
     s.beta.reply(Reply::text(500, "oops"));
@@ -252,6 +257,7 @@ async fn success_for_oen_sinopac_and_tappay_is_any_2xx_and_a_500_is_retried() {
 
 #[tokio::test]
 async fn sinopac_takes_json_or_form_whatever_the_header_says() {
+    need_backend!();
     let s = Shops::start().await;
     let json = r#"{"ShopNo":"NA0249_001","PayToken":"a1b2c3d4e5"}"#;
     let form = "ShopNo=NA0249_002&PayToken=f6g7h8";
@@ -278,6 +284,7 @@ async fn sinopac_takes_json_or_form_whatever_the_header_says() {
 
 #[tokio::test]
 async fn tappay_routes_by_order_suffix_and_dedups_on_trade_and_status() {
+    need_backend!();
     let s = Shops::start().await;
     let paid = r#"{"rec_trade_id":"D20261122AbCdEf","auth_code":"123456","bank_transaction_id":"TP20261122A1","order_number":"SHOP-000122","amount":880,"currency":"TWD","status":0,"msg":"Success","transaction_time_millis":1795336200000,"pay_info":{"method":"CREDIT_CARD","masked_credit_card_number":"424242******4242"},"acquirer":"TW_CTBC"}"#;
     let resend = paid.replace(r#""msg":"Success""#, r#""msg":"OK""#);
@@ -301,6 +308,7 @@ async fn tappay_routes_by_order_suffix_and_dedups_on_trade_and_status() {
 
 #[tokio::test]
 async fn a_payload_that_disagrees_with_the_path_tenant_is_rejected_and_reaches_nobody() {
+    need_backend!();
     let s = Shops::start().await;
     let cases = [
         ("/oen/notify/beta", oen_charge("alpha-shop", "ch_x", "charged")),
@@ -320,6 +328,7 @@ async fn a_payload_that_disagrees_with_the_path_tenant_is_rejected_and_reaches_n
 
 #[tokio::test]
 async fn unknown_keys_and_tenants_are_unroutable_and_reach_nobody() {
+    need_backend!();
     let s = Shops::start().await;
     let cases = [
         ("/oen/notify", oen_charge("nobody", "ch_u", "charged"), r#"{"error":"Unknown merchantId"}"#),
@@ -345,6 +354,7 @@ async fn unknown_keys_and_tenants_are_unroutable_and_reach_nobody() {
 
 #[tokio::test]
 async fn unparseable_bodies_get_400_in_the_providers_grammar_and_are_not_stored() {
+    need_backend!();
     let s = Shops::start().await;
     let cases: [(&str, &[u8]); 7] = [
         ("/oen/notify", b"merchantId=alpha-shop&id=1"),
@@ -368,6 +378,7 @@ async fn unparseable_bodies_get_400_in_the_providers_grammar_and_are_not_stored(
 
 #[tokio::test]
 async fn a_sinopac_browser_return_auto_posts_exactly_the_received_fields() {
+    need_backend!();
     let s = Shops::start().await;
     let res =
         s.app.post_form("/sinopac/return", "ShopNo=NA0249_002&PayToken=tok%2B1&Note=%E5%92%96%E5%95%A1&Empty=").await;
@@ -395,6 +406,7 @@ async fn a_sinopac_browser_return_auto_posts_exactly_the_received_fields() {
 
 #[tokio::test]
 async fn a_tappay_browser_return_is_a_303_with_the_query_string_unchanged() {
+    need_backend!();
     let s = Shops::start().await;
     let query = "rec_trade_id=D20261122AbCdEf&order_number=SHOP-000122&status=0&note=%E5%92%96+x";
     let res = s.app.client.get(s.app.url(&format!("/tappay/return/alpha?{query}"))).send().await.unwrap();
@@ -428,6 +440,7 @@ mod fuzz {
     /// receive exactly what was stored for them.
     #[test]
     fn arbitrary_bodies_on_every_notify_path_get_a_4xx_or_an_ack() {
+        need_backend!();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let s = rt.block_on(Shops::start());
         let paths = [

@@ -10,6 +10,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn healthz_answers_ok() {
+    need_backend!();
     let f = Fixture::start().await;
     let res = f.app.client.get(f.app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -22,6 +23,7 @@ async fn healthz_answers_ok() {
 // Multi-threaded: the raw socket below blocks the test's own thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_max_body_bytes_get_413() {
+    need_backend!();
     let tenant = MockServer::start().await;
     let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
         .replace("[delivery]", "[server]\nmax_body_bytes = 1024\n[delivery]");
@@ -50,6 +52,7 @@ const ONE_TENANT: &str = "[delivery]\ntimeout = \"300ms\"\n[[tenants]]\nid = \"a
 
 #[test]
 fn serve_stops_cleanly_on_sigterm() {
+    need_backend!();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("routes.toml");
     std::fs::write(&cfg, ONE_TENANT).unwrap();
@@ -64,6 +67,7 @@ fn serve_stops_cleanly_on_sigterm() {
 
 #[test]
 fn sighup_swaps_in_a_valid_table_and_keeps_the_old_one_otherwise() {
+    need_backend!();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("routes.toml");
     std::fs::write(&cfg, ONE_TENANT).unwrap();
@@ -75,7 +79,7 @@ fn sighup_swaps_in_a_valid_table_and_keeps_the_old_one_otherwise() {
     let two = format!(
         "{ONE_TENANT}[[tenants]]\nid = \"b\"\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\ndomain_codes = [\"b\"]\n"
     );
-    std::fs::write(&cfg, format!("[storage]\nurl = \"sqlite://{}\"\n{two}", dir.path().join("payrelay.db").display()))
+    std::fs::write(&cfg, format!("[storage]\nurl = \"{}\"\n{two}", store_url_for(&dir.path().join("payrelay.db"))))
         .unwrap();
     served.signal("-HUP");
     served.wait_for_log("config reloaded");
@@ -92,6 +96,7 @@ fn sighup_swaps_in_a_valid_table_and_keeps_the_old_one_otherwise() {
 
 #[test]
 fn slow_clients_are_cut_off_by_request_timeout() {
+    need_backend!();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("routes.toml");
     std::fs::write(&cfg, format!("[server]\nrequest_timeout = \"300ms\"\n{ONE_TENANT}")).unwrap();
