@@ -123,6 +123,16 @@ async fn a_kill_9_of_one_instance_loses_nothing_the_other_takes_over() {
     // of the 16 client connections' worth of concurrent attempts, far
     // below the whole run.
     assert!(twice.len() <= 64, "{twice:?}");
+    // A repeated delivery is the same delivery made again: same id.
+    for (order, _) in &twice {
+        let ids: HashSet<String> = tenant
+            .received()
+            .iter()
+            .filter(|r| r.form().iter().any(|(k, v)| k == "MerchantTradeNo" && v == *order))
+            .filter_map(|r| r.header("x-payrelay-delivery").map(str::to_owned))
+            .collect();
+        assert_eq!(ids.len(), 1, "{order} reached the tenant under several delivery ids: {ids:?}");
+    }
     drop(b);
 }
 
