@@ -8,6 +8,7 @@
 //! PostgreSQL backend is a second variant of the same enum.
 
 mod postgres;
+mod rows;
 mod sqlite;
 mod types;
 

@@ -13,11 +13,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows;
 use super::types::*;
 use super::{StoreError, ms, now_ms};
 
@@ -113,7 +113,7 @@ impl PgStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| claimed(r).map_err(StoreError::from)).collect()
+        rows.iter().map(|r| rows::claimed(r).map_err(StoreError::from)).collect()
     }
 
     pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
@@ -189,37 +189,18 @@ impl PgStore {
         else {
             return Ok(None);
         };
-        let summary = summary(&row)?;
         let attempts = sqlx::query(
             "SELECT n, at, status_code, duration_ms, error, response_excerpt FROM attempts
              WHERE callback_seq = $1 ORDER BY n",
         )
-        .bind(summary.seq)
+        .bind(row.try_get::<i64, _>("seq")?)
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|a| {
-            Ok(AttemptRecord {
-                n: u32::try_from(a.try_get::<i32, _>("n")?).unwrap_or(0),
-                at_ms: a.try_get("at")?,
-                status_code: a.try_get::<Option<i32>, _>("status_code")?.and_then(|c| u16::try_from(c).ok()),
-                duration_ms: u64::try_from(a.try_get::<i64, _>("duration_ms")?).unwrap_or(0),
-                error: a.try_get("error")?,
-                response_excerpt: a.try_get("response_excerpt")?,
-            })
-        })
+        .map(rows::attempt)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         tx.commit().await?;
-        Ok(Some(CallbackDetail {
-            summary,
-            content_type: row.try_get("content_type")?,
-            body: Bytes::from(row.try_get::<Vec<u8>, _>("body")?),
-            remote_addr: row.try_get("remote_addr")?,
-            simulated: row.try_get("simulated")?,
-            next_attempt_at_ms: row.try_get("next_attempt_at")?,
-            path_tenant: row.try_get("path_tenant")?,
-            attempts,
-        }))
+        Ok(Some(rows::detail(&row, attempts)?))
     }
 
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<CallbackSummary>, StoreError> {
@@ -236,18 +217,13 @@ impl PgStore {
         .bind(i64::from(f.limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| summary(r).map_err(StoreError::from)).collect()
+        rows.iter().map(|r| rows::summary(r).map_err(StoreError::from)).collect()
     }
 
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         let rows =
             sqlx::query("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status").fetch_all(&self.pool).await?;
-        let mut by_status = Vec::new();
-        for r in &rows {
-            if let Some(s) = Status::parse(r.try_get("status")?) {
-                by_status.push((s, u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0)));
-            }
-        }
+        let by_status = rows::by_status(&rows)?;
         let oldest_pending_ms: Option<i64> =
             sqlx::query("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'")
                 .fetch_one(&self.pool)
@@ -434,7 +410,7 @@ async fn record_one(conn: &mut PgConnection, seq: i64, a: &AttemptRecord, outcom
         Outcome::RetryAt(at) => (Status::Pending, Some(at)),
         Outcome::Dead => (Status::Dead, None),
     };
-    let n = i32::try_from(a.n).unwrap_or(i32::MAX);
+    let n = i64::from(a.n);
     let duration = i64::try_from(a.duration_ms).unwrap_or(i64::MAX);
     sqlx::query(
         "INSERT INTO attempts (callback_seq, n, at, status_code, duration_ms, error, response_excerpt, outcome, next_at)
@@ -446,7 +422,7 @@ async fn record_one(conn: &mut PgConnection, seq: i64, a: &AttemptRecord, outcom
     .bind(seq)
     .bind(n)
     .bind(a.at_ms)
-    .bind(a.status_code.map(i32::from))
+    .bind(a.status_code.map(i64::from))
     .bind(duration)
     .bind(a.error.as_deref())
     .bind(a.response_excerpt.as_deref())
@@ -470,31 +446,4 @@ async fn record_one(conn: &mut PgConnection, seq: i64, a: &AttemptRecord, outcom
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn claimed(r: &PgRow) -> Result<Claimed, sqlx::Error> {
-    Ok(Claimed {
-        seq: r.try_get("seq")?,
-        id: r.try_get("id")?,
-        provider: r.try_get("provider")?,
-        tenant: r.try_get("tenant")?,
-        content_type: r.try_get("content_type")?,
-        body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
-        remote_addr: r.try_get("remote_addr")?,
-        simulated: r.try_get("simulated")?,
-        attempts: u32::try_from(r.try_get::<i32, _>("attempts")?).unwrap_or(0),
-    })
-}
-
-fn summary(row: &PgRow) -> Result<CallbackSummary, sqlx::Error> {
-    Ok(CallbackSummary {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        tenant: row.try_get("tenant")?,
-        status: Status::parse(row.try_get("status")?).unwrap_or(Status::Pending),
-        attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
-        received_at_ms: row.try_get("received_at")?,
-        last_error: row.try_get("last_error")?,
-    })
 }

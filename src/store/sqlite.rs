@@ -17,10 +17,8 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -153,35 +151,16 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        let summary = summary(&row)?;
         let attempts = sqlx::query(
             "SELECT n, at, status_code, duration_ms, error, response_excerpt FROM attempts WHERE callback_seq = ?1 ORDER BY n",
         )
-        .bind(summary.seq)
+        .bind(row.try_get::<i64, _>("seq")?)
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|a| {
-            Ok(AttemptRecord {
-                n: u32::try_from(a.try_get::<i64, _>("n")?).unwrap_or(0),
-                at_ms: a.try_get("at")?,
-                status_code: a.try_get::<Option<i64>, _>("status_code")?.and_then(|c| u16::try_from(c).ok()),
-                duration_ms: u64::try_from(a.try_get::<i64, _>("duration_ms")?).unwrap_or(0),
-                error: a.try_get("error")?,
-                response_excerpt: a.try_get("response_excerpt")?,
-            })
-        })
+        .map(rows::attempt)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Some(CallbackDetail {
-            summary,
-            content_type: row.try_get("content_type")?,
-            body: Bytes::from(row.try_get::<Vec<u8>, _>("body")?),
-            remote_addr: row.try_get("remote_addr")?,
-            simulated: row.try_get::<i64, _>("simulated")? != 0,
-            next_attempt_at_ms: row.try_get("next_attempt_at")?,
-            path_tenant: row.try_get("path_tenant")?,
-            attempts,
-        }))
+        Ok(Some(rows::detail(&row, attempts)?))
     }
 
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<CallbackSummary>, StoreError> {
@@ -198,18 +177,13 @@ impl SqliteStore {
         .bind(i64::from(f.limit))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter().map(|r| summary(r).map_err(StoreError::from)).collect()
+        rows.iter().map(|r| rows::summary(r).map_err(StoreError::from)).collect()
     }
 
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         let rows =
             sqlx::query("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status").fetch_all(&self.readers).await?;
-        let mut by_status = Vec::new();
-        for r in &rows {
-            if let Some(s) = Status::parse(r.try_get("status")?) {
-                by_status.push((s, u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0)));
-            }
-        }
+        let by_status = rows::by_status(&rows)?;
         let oldest_pending_ms: Option<i64> =
             sqlx::query("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'")
                 .fetch_one(&self.readers)
@@ -230,19 +204,6 @@ impl SqliteStore {
         }
         self.readers.close().await;
     }
-}
-
-fn summary(row: &SqliteRow) -> Result<CallbackSummary, sqlx::Error> {
-    Ok(CallbackSummary {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        tenant: row.try_get("tenant")?,
-        status: Status::parse(row.try_get("status")?).unwrap_or(Status::Pending),
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
-        received_at_ms: row.try_get("received_at")?,
-        last_error: row.try_get("last_error")?,
-    })
 }
 
 async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
@@ -676,21 +637,7 @@ async fn claim(
         .bind(id)
         .fetch_all(&mut *conn)
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Claimed {
-                seq: r.try_get("seq")?,
-                id: r.try_get("id")?,
-                provider: r.try_get("provider")?,
-                tenant: r.try_get("tenant")?,
-                content_type: r.try_get("content_type")?,
-                body: Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
-                remote_addr: r.try_get("remote_addr")?,
-                simulated: r.try_get::<i64, _>("simulated")? != 0,
-                attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(0),
-            })
-        })
-        .collect()
+    rows.iter().map(rows::claimed).collect()
 }
 
 /// Puts callbacks back into the queue, due now; returns how many.
@@ -750,6 +697,7 @@ async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn chunks_add_up_and_use_the_cached_sizes() {

@@ -20,6 +20,7 @@ pub struct Ops {
 }
 
 pub fn ops_config(shop_url: &str, other_url: &str, extra: &str) -> String {
+    let shop = shop_tenant(shop_url);
     format!(
         r#"
 [delivery]
@@ -29,15 +30,7 @@ retry = ["50ms", "50ms"]
 [admin]
 token = "{TOKEN}"
 
-[[tenants]]
-id = "shop"
-base_url = "{shop_url}"
-allow_http = true
-order_suffix = "01"
-[tenants.funpoint]
-merchant_id = "{STAGE_MERCHANT}"
-hash_key = "{STAGE_KEY}"
-hash_iv = "{STAGE_IV}"
+{shop}
 
 [[tenants]]
 id = "other"

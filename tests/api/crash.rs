@@ -26,17 +26,9 @@ url = "{db}"
 [delivery]
 timeout = "500ms"
 retry = ["50ms", "100ms", "200ms", "300ms", "500ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
-[[tenants]]
-id = "shop"
-base_url = "http://{tenant_addr}"
-allow_http = true
-order_suffix = "01"
-[tenants.funpoint]
-merchant_id = "{STAGE_MERCHANT}"
-hash_key = "{STAGE_KEY}"
-hash_iv = "{STAGE_IV}"
-"#,
-            db = store_url_for(&dir.path().join("payrelay.db"))
+{shop}"#,
+            db = store_url_for(&dir.path().join("payrelay.db")),
+            shop = shop_tenant(&format!("http://{tenant_addr}"))
         ),
     )
     .unwrap();

@@ -267,6 +267,23 @@ pub struct Fixture {
     pub provider: MockServer,
 }
 
+/// Tenant "shop" (order suffix 01, the Funpoint stage merchant and keys)
+/// at `base_url`, as a `[[tenants]]` entry.
+pub fn shop_tenant(base_url: &str) -> String {
+    format!(
+        r#"[[tenants]]
+id = "shop"
+base_url = "{base_url}"
+allow_http = true
+order_suffix = "01"
+[tenants.funpoint]
+merchant_id = "{STAGE_MERCHANT}"
+hash_key = "{STAGE_KEY}"
+hash_iv = "{STAGE_IV}"
+"#
+    )
+}
+
 pub fn shop_config(tenant_url: &str, provider_url: &str, extra: &str) -> String {
     format!(
         r#"

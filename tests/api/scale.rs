@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::helpers::*;
 
 fn two_instance_config(db: &str, tenant: &str) -> String {
+    let shop = shop_tenant(tenant);
     format!(
         r#"[storage]
 url = "{db}"
@@ -20,15 +21,7 @@ lease = "2s"
 [delivery]
 timeout = "1s"
 retry = ["100ms", "200ms", "300ms", "500ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
-[[tenants]]
-id = "shop"
-base_url = "{tenant}"
-allow_http = true
-order_suffix = "01"
-[tenants.funpoint]
-merchant_id = "{STAGE_MERCHANT}"
-hash_key = "{STAGE_KEY}"
-hash_iv = "{STAGE_IV}"
+{shop}
 "#
     )
 }

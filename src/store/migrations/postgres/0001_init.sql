@@ -1,5 +1,6 @@
 -- payrelay's durable outbox on PostgreSQL: the same tables as on SQLite
--- (0001 + 0002 there). Times are unix milliseconds.
+-- (0001 + 0002 there), every integer 64-bit as SQLite's are, so that one
+-- mapping (store/rows.rs) reads both. Times are unix milliseconds.
 CREATE TABLE callbacks (
     seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id              TEXT NOT NULL UNIQUE,
@@ -13,7 +14,7 @@ CREATE TABLE callbacks (
     -- the provider's business key (resends share it); NULL when not deduplicated
     dedup_key       TEXT,
     received_at     BIGINT NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
+    attempts        BIGINT NOT NULL DEFAULT 0,
     next_attempt_at BIGINT,
     lease_owner     TEXT,
     lease_until     BIGINT,
@@ -31,9 +32,9 @@ CREATE UNIQUE INDEX callbacks_dedup ON callbacks (provider, dedup_key) WHERE ded
 
 CREATE TABLE attempts (
     callback_seq     BIGINT NOT NULL REFERENCES callbacks (seq) ON DELETE CASCADE,
-    n                INTEGER NOT NULL,
+    n                BIGINT NOT NULL,
     at               BIGINT NOT NULL,
-    status_code      INTEGER,
+    status_code      BIGINT,
     duration_ms      BIGINT NOT NULL,
     error            TEXT,
     response_excerpt TEXT,
