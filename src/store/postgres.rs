@@ -177,7 +177,11 @@ impl PgStore {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
+        // The row and its attempts from one snapshot (READ COMMITTED would
+        // take a new one per statement and could pair an old row with a
+        // newer attempt).
         let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
         let Some(row) = sqlx::query(
             "SELECT seq, id, provider, tenant, status, attempts, received_at, last_error, content_type, body,
                     remote_addr, simulated, next_attempt_at, path_tenant
