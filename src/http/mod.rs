@@ -73,6 +73,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
     // too; the request id and trace span outermost so every line has them.
     app.layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn(notify::timeout_in_grammar))
         .layer(middleware::from_fn_with_state(state, cors::checkout_json_cors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

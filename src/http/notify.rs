@@ -44,6 +44,31 @@ pub async fn legacy_funpoint(State(state): State<AppState>, req: Request) -> Res
     }
 }
 
+/// A notify request cut off by `request_timeout` (a body that never
+/// finished) is answered 408 by the timeout layer; on a notify path that
+/// answer is put in the provider's grammar too (SPEC §4: every error the
+/// gateway answers there is).
+pub async fn timeout_in_grammar(req: Request, next: axum::middleware::Next) -> Response {
+    let provider = notify_provider(req.uri().path());
+    let response = next.run(req).await;
+    match provider {
+        Some(p) if response.status() == StatusCode::REQUEST_TIMEOUT => {
+            error(p, StatusCode::REQUEST_TIMEOUT, "Request Timeout")
+        }
+        _ => response,
+    }
+}
+
+/// The provider whose notify path this is, if it is one.
+fn notify_provider(path: &str) -> Option<&'static dyn Provider> {
+    if path == super::LEGACY_NOTIFY {
+        return providers::by_name("funpoint");
+    }
+    let mut segments = path.strip_prefix('/')?.split('/');
+    let (name, notify) = (segments.next()?, segments.next()?);
+    (notify == "notify" && segments.nth(1).is_none()).then(|| providers::by_name(name)).flatten()
+}
+
 fn answer(provider: &dyn Provider, status: StatusCode, text: String) -> Response {
     let mut response = (status, text).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(provider.answer_content_type()));
@@ -223,5 +248,22 @@ async fn deliver_inline(
     match tokio::time::timeout(inline_timeout, attempt).await {
         Ok(Ok(true)) => ack(provider),
         _ => error(provider, StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_paths_name_their_provider() {
+        let name = |p: &str| notify_provider(p).map(|p| p.name());
+        assert_eq!(name("/funpoint/notify"), Some("funpoint"));
+        assert_eq!(name("/oen/notify/shop"), Some("oen"));
+        assert_eq!(name(crate::http::LEGACY_NOTIFY), Some("funpoint"));
+        assert_eq!(name("/tappay/notify/shop/extra"), None);
+        assert_eq!(name("/paypal/notify"), None);
+        assert_eq!(name("/funpoint/checkout"), None);
+        assert_eq!(name("/"), None);
     }
 }

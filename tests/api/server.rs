@@ -118,5 +118,16 @@ fn slow_clients_are_cut_off_by_request_timeout() {
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // On a notify path, in the provider's grammar.
+    for (path, body) in [("/funpoint/notify", "0|Request Timeout"), ("/oen/notify", r#"{"error":"Request Timeout"}"#)] {
+        let mut s = TcpStream::connect(&served.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nMerchantTradeNo=");
+        s.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408") && answer.ends_with(body), "{path}: {answer}");
+    }
     assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
 }
