@@ -17,17 +17,50 @@ use crate::helpers::*;
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 struct Driver {
-    child: Child,
     base: String,
     session: String,
     http: reqwest::Client,
+    /// Dropped after `drop` below has ended the session, before the
+    /// profile directory is removed.
+    _group: Group,
     _profile: tempfile::TempDir,
 }
 
+/// chromedriver in a process group of its own; dropped (also while a
+/// failed test unwinds), the whole group is killed.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Nothing the test started outlives it, whether it passed, failed or
+/// panicked: the WebDriver session is ended first (chromedriver then quits
+/// the browser it started), and the whole process group — chromedriver,
+/// chromium and its helpers, started in a group of their own — is killed
+/// after that in case anything did not listen.
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        end_session(&self.base, &self.session);
+    }
+}
+
+/// `DELETE /session/{id}`, blocking (Drop cannot await), bounded to 10 s.
+fn end_session(base: &str, session: &str) {
+    use std::io::{Read, Write};
+    let Some(addr) = base.strip_prefix("http://") else { return };
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+    let request =
+        format!("DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
     }
 }
 
@@ -40,13 +73,17 @@ fn chromedriver() -> Option<String> {
 
 impl Driver {
     async fn start(driver: &str) -> Self {
+        use std::os::unix::process::CommandExt as _;
         let mut child = Command::new(driver)
             .arg("--port=0")
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdout = child.stdout.take().unwrap();
+        let group = Group(child);
+        let mut lines = BufReader::new(stdout).lines();
         let port = loop {
             let line = lines.next().expect("chromedriver said its port").unwrap();
             if let Some(rest) = line.split("started successfully on port ").nth(1) {
@@ -70,7 +107,7 @@ impl Driver {
         }}});
         let res: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let session = res["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {res}")).to_owned();
-        Self { child, base, session, http, _profile: profile }
+        Self { base, session, http, _group: group, _profile: profile }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
