@@ -40,6 +40,8 @@ mod operations;
 mod pg;
 #[path = "api/providers.rs"]
 mod providers;
+#[path = "api/security.rs"]
+mod security;
 #[path = "api/scale.rs"]
 mod scale;
 #[path = "api/server.rs"]

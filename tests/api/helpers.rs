@@ -455,6 +455,11 @@ impl Served {
     /// Starts on `config`, with its store in the config's folder unless the
     /// config names one.
     pub fn start(config: &std::path::Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Likewise, with these environment variables set for the child.
+    pub fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let text = std::fs::read_to_string(config).unwrap();
         if !text.contains("[storage]") {
             let db = config.with_file_name("payrelay.db");
@@ -462,6 +467,8 @@ impl Served {
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_payrelay"))
             .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

@@ -29,5 +29,6 @@ mod notify;
 mod operations;
 mod pg;
 mod providers;
+mod security;
 mod server;
 mod store;
