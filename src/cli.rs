@@ -163,6 +163,10 @@ pub fn check(args: &ConfigArg) -> ExitCode {
     match load_or_report(&args.config) {
         Ok(config) => {
             print!("{}", describe(&config));
+            // Warnings do not change the exit status (SPEC §7).
+            for warning in config.warnings() {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -214,7 +218,12 @@ pub fn describe(config: &Config) -> String {
                 out,
                 "  funpoint      merchant_id {}; CheckMacValue {}",
                 f.merchant_id.as_deref().unwrap_or("(any)"),
-                if f.keys.is_some() { "verified (keys set)" } else { "not verified" }
+                match (f.verify, f.keys.is_some(), f.encrypt_type) {
+                    (config::FunpointVerify::None, _, _) => "not verified (verify = \"none\")",
+                    (_, false, _) => "required, but no keys: every notification is refused",
+                    (_, true, HashAlgorithm::Sha256) => "verified (keys set, SHA-256)",
+                    (_, true, HashAlgorithm::Md5) => "verified (keys set, MD5)",
+                }
             );
             let _ = writeln!(out, "                api    {}", t.base_url.join(&f.api_path));
             let _ = writeln!(out, "                notify {}", t.base_url.join(&f.notify_path));

@@ -3,12 +3,21 @@
 //! digits is taken literally (as browsers do), and the decoded bytes must be
 //! UTF-8 — a field that is not is an error, never silently replaced.
 
+use std::collections::HashMap;
+
 use percent_encoding::percent_decode;
+
+/// The most fields a form may have. Providers send a few dozen (Funpoint's
+/// richest notification has under 60); beyond this a body is refused before
+/// any field is decoded, so that parsing cost stays bounded.
+pub const MAX_FIELDS: usize = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FormError {
     #[error("form field {index} is not UTF-8 once decoded")]
     NotUtf8 { index: usize },
+    #[error("more than {MAX_FIELDS} form fields")]
+    TooManyFields,
 }
 
 /// Decoded fields in the order they were received, duplicates kept.
@@ -19,6 +28,9 @@ pub struct FormFields {
 
 impl FormFields {
     pub fn parse(body: &[u8]) -> Result<Self, FormError> {
+        if body.split(|&b| b == b'&').filter(|s| !s.is_empty()).nth(MAX_FIELDS).is_some() {
+            return Err(FormError::TooManyFields);
+        }
         let mut pairs = Vec::new();
         for (index, segment) in body.split(|&b| b == b'&').filter(|s| !s.is_empty()).enumerate() {
             let (k, v) = match segment.iter().position(|&b| b == b'=') {
@@ -42,13 +54,25 @@ impl FormFields {
     /// what a PHP tenant would see, and what CheckMacValue is computed over.
     pub fn unique(&self) -> Vec<(&str, &str)> {
         let mut out: Vec<(&str, &str)> = Vec::with_capacity(self.pairs.len());
+        let mut slot: HashMap<&str, usize> = HashMap::with_capacity(self.pairs.len());
         for (k, v) in &self.pairs {
-            match out.iter_mut().find(|(ok, _)| *ok == k) {
-                Some(slot) => slot.1 = v,
-                None => out.push((k, v)),
+            match slot.get(k.as_str()) {
+                Some(&i) => out[i].1 = v,
+                None => {
+                    slot.insert(k, out.len());
+                    out.push((k, v));
+                }
             }
         }
         out
+    }
+
+    /// The first field whose name is spelt twice: the same name again, or a
+    /// name equal to an earlier one but for ASCII case. Signed bodies are
+    /// refused for it (a MAC over case-folded text cannot tell them apart).
+    pub fn respelled(&self) -> Option<&str> {
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(self.pairs.len());
+        self.pairs.iter().map(|(k, _)| k.as_str()).find(|k| !seen.insert(k.to_ascii_lowercase()))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -110,6 +134,33 @@ mod tests {
         let f = FormFields::parse(b"a=1&b=2&a=3").unwrap();
         assert_eq!(f.get("a"), Some("3"));
         assert_eq!(f.unique(), vec![("a", "3"), ("b", "2")]);
+    }
+
+    #[test]
+    fn too_many_fields_are_refused_before_decoding() {
+        let ok = vec!["a=1"; MAX_FIELDS].join("&");
+        assert_eq!(FormFields::parse(ok.as_bytes()).map(|f| f.iter().count()), Ok(MAX_FIELDS));
+        let over = format!("{ok}&b");
+        assert_eq!(FormFields::parse(over.as_bytes()), Err(FormError::TooManyFields));
+        // Empty segments are not fields.
+        let sparse = format!("{ok}&&&");
+        assert!(FormFields::parse(sparse.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn respelled_names_are_found() {
+        let f = |b: &str| FormFields::parse(b.as_bytes()).unwrap();
+        assert_eq!(f("a=1&b=2").respelled(), None);
+        assert_eq!(f("a=1&b=2&a=3").respelled(), Some("a"));
+        assert_eq!(f("SimulatePaid=0&simulatepaid=1").respelled(), Some("simulatepaid"));
+    }
+
+    #[test]
+    fn unique_is_linear_and_keeps_first_seen_order() {
+        let names: Vec<String> = (0..MAX_FIELDS).map(|i| format!("k{i}=v")).collect();
+        let f = FormFields::parse(names.join("&").as_bytes()).unwrap();
+        assert_eq!(f.unique().len(), MAX_FIELDS);
+        assert_eq!(f.unique()[0], ("k0", "v"));
     }
 
     #[test]

@@ -57,6 +57,16 @@ pub fn callback_received(provider: &str, tenant: Option<&str>, outcome: &'static
     .increment(1);
 }
 
+/// A connection closed at once because `server.max_connections` were open.
+pub fn connection_refused() {
+    metrics::counter!("payrelay_connections_refused_total").increment(1);
+}
+
+/// A log line dropped because the log queue was full (stderr not drained).
+pub fn log_line_dropped() {
+    metrics::counter!("payrelay_log_lines_dropped_total").increment(1);
+}
+
 /// One delivery attempt's outcome and duration.
 pub fn attempt(provider: &str, tenant: &str, delivered: bool, dead: bool, took: Duration) {
     let labels = [("provider", provider.to_owned()), ("tenant", tenant.to_owned())];

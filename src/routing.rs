@@ -4,6 +4,12 @@
 
 use crate::config::{RoutingTable, Tenant, suffix_of};
 
+/// A client-chosen value as it goes into an error (logged, stored as the
+/// row's reason): at most 64 characters.
+fn cut(value: &str) -> String {
+    crate::telemetry::cut(value, 64).into_owned()
+}
+
 /// The providers payrelay knows, by their path segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -137,7 +143,7 @@ pub fn route<'a>(
         let tenant = table
             .tenant(id)
             .filter(|t| provider.serves(t))
-            .ok_or_else(|| RouteError::UnknownTenant { provider: name, tenant: id.to_owned() })?;
+            .ok_or_else(|| RouteError::UnknownTenant { provider: name, tenant: cut(id) })?;
         let agrees = match (kind, key) {
             (_, None) => true,
             (KeyKind::OrderSuffix, Some(order)) => {
@@ -149,7 +155,7 @@ pub fn route<'a>(
             return Err(RouteError::TenantMismatch {
                 tenant: id.to_owned(),
                 key: key_name,
-                value: key.unwrap_or_default().to_owned(),
+                value: cut(key.unwrap_or_default()),
             });
         }
         return Ok(RouteMatch { tenant, matched_by: format!("path tenant {id:?}") });
@@ -162,11 +168,9 @@ pub fn route<'a>(
         }),
         (Some(tenant), KeyKind::Merchant) => Ok(RouteMatch { tenant, matched_by: format!("{key_name} {value:?}") }),
         (None, KeyKind::OrderSuffix) => {
-            Err(RouteError::UnknownSuffix { provider: name, suffix: suffix_of(value, len).unwrap_or(value).to_owned() })
+            Err(RouteError::UnknownSuffix { provider: name, suffix: cut(suffix_of(value, len).unwrap_or(value)) })
         }
-        (None, KeyKind::Merchant) => {
-            Err(RouteError::UnknownKey { provider: name, key: key_name, value: value.to_owned() })
-        }
+        (None, KeyKind::Merchant) => Err(RouteError::UnknownKey { provider: name, key: key_name, value: cut(value) }),
     }
 }
 

@@ -34,13 +34,14 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let client = http_client()?;
+        let client = http_client_via(config.server.outbound_proxy.as_ref())?;
         if crate::metrics::handle().is_none() {
             tracing::warn!("another metrics recorder is installed; /metrics answers 503");
         }
         let store = Store::open(&config.storage)
             .await
             .with_context(|| format!("cannot open storage {}", config.storage.url.display_masked()))?;
+        log_warnings(&config);
         let header_timeout = config.server.request_timeout;
         let (max_body, request_timeout) = (config.server.max_body_bytes, config.server.request_timeout);
         let (state, handoff) = AppState::new(config, client, store);
@@ -67,7 +68,8 @@ impl Application {
             Ok(addr) => tracing::info!(%addr, "payrelay listening"),
             Err(e) => tracing::info!(error = %e, "payrelay listening (address unknown)"),
         }
-        http::serve(self.listener, self.router, self.header_timeout, SHUTDOWN_GRACE, shutdown).await;
+        let max_connections = self.state.config().server.max_connections;
+        http::serve(self.listener, self.router, self.header_timeout, max_connections, SHUTDOWN_GRACE, shutdown).await;
         background.cancel();
         let _ = worker.await;
         let _ = purger.await;
@@ -76,13 +78,26 @@ impl Application {
     }
 }
 
+/// The one outbound client, with no proxy (see [`http_client_via`]).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    http_client_via(None)
+}
+
 /// The one outbound client: rustls on ring, redirects never followed (a
 /// tenant or provider answering 3xx is an answer, not a hop), bounded
 /// connects. Per-call timeouts are set by each caller from the config.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
+/// Proxies from the environment (`HTTP_PROXY` …) are never used: a stray
+/// variable would send every delivery, signature and checkout token through
+/// it. `[server] outbound_proxy` names one explicitly.
+pub fn http_client_via(proxy: Option<&crate::domain::Secret>) -> anyhow::Result<reqwest::Client> {
     // Installing twice (several apps in one test process) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let builder = match proxy {
+        Some(url) => reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(url.expose()).context("server.outbound_proxy is not a usable proxy URL")?),
+        None => reqwest::Client::builder().no_proxy(),
+    };
+    builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
@@ -105,6 +120,14 @@ pub fn reload(state: &AppState, path: &Path) -> Result<(), ConfigError> {
     {
         tracing::warn!("server.listen, max_body_bytes and request_timeout take effect only after a restart");
     }
+    log_warnings(&new);
     state.replace_config(new);
     Ok(())
+}
+
+/// What `check` warns about, in the log at start and on every reload.
+fn log_warnings(config: &Config) {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
 }

@@ -10,7 +10,8 @@
 
 use std::io::{IsTerminal as _, Write};
 use std::sync::OnceLock;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -25,21 +26,26 @@ pub enum LogFormat {
     Json,
 }
 
-/// Lines waiting for the writer thread; beyond this, logging blocks
-/// (lossless) rather than dropping lines.
-const QUEUE: usize = 65_536;
+/// Bytes of lines waiting for the writer thread. Beyond this (stderr not
+/// drained: a stuck journald, a full pipe) a line is dropped and counted in
+/// `payrelay_log_lines_dropped_total`, rather than blocking request tasks or
+/// growing memory without bound.
+const QUEUE_BYTES: usize = 8 << 20;
+
+/// Bytes queued now.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
 
 enum Msg {
     Line(Vec<u8>),
     Flush(mpsc::Sender<()>),
 }
 
-static QUEUE_TX: OnceLock<SyncSender<Msg>> = OnceLock::new();
+static QUEUE_TX: OnceLock<Sender<Msg>> = OnceLock::new();
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
-    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new().name("log-writer".into()).spawn(move || write_lines(&rx));
     // Without the thread (it could not start), write to stderr directly.
     let writer = match spawned {
@@ -74,6 +80,7 @@ fn write_lines(rx: &Receiver<Msg>) {
             match msg {
                 Msg::Line(line) => {
                     let _ = out.write_all(&line);
+                    QUEUED.fetch_sub(line.len(), Ordering::Relaxed);
                 }
                 Msg::Flush(done) => {
                     let _ = out.flush();
@@ -89,12 +96,12 @@ fn write_lines(rx: &Receiver<Msg>) {
 /// The `MakeWriter`: each event is formatted into a buffer of its own and
 /// queued whole when the formatter is done with it.
 struct QueuedStderr {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
 }
 
 struct LineBuf {
     buf: Vec<u8>,
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
 }
 
 impl<'a> MakeWriter<'a> for QueuedStderr {
@@ -120,11 +127,27 @@ impl Drop for LineBuf {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
             let line = std::mem::take(&mut self.buf);
+            let len = line.len();
+            if QUEUED.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
+                QUEUED.fetch_sub(len, Ordering::Relaxed);
+                crate::metrics::log_line_dropped();
+                return;
+            }
             if let Err(mpsc::SendError(Msg::Line(line))) = self.tx.send(Msg::Line(line)) {
+                QUEUED.fetch_sub(len, Ordering::Relaxed);
                 // The writer thread is gone: write directly.
                 let _ = std::io::stderr().write_all(&line);
             }
         }
+    }
+}
+
+/// At most `max` characters of a value a client chose, for a log field or
+/// a stored reason (an attacker's 60 KB value is not logged whole).
+pub fn cut(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &value[..end]).into(),
+        None => value.into(),
     }
 }
 

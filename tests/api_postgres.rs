@@ -40,10 +40,10 @@ mod operations;
 mod pg;
 #[path = "api/providers.rs"]
 mod providers;
-#[path = "api/security.rs"]
-mod security;
 #[path = "api/scale.rs"]
 mod scale;
+#[path = "api/security.rs"]
+mod security;
 #[path = "api/server.rs"]
 mod server;
 #[path = "api/store.rs"]

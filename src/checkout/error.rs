@@ -30,6 +30,8 @@ pub enum GatewayError {
     BodyTooLarge,
     #[error("request body could not be read")]
     BodyUnreadable,
+    #[error("a field is named twice, or spelt unlike Funpoint's own name for it")]
+    RespelledField,
 }
 
 impl GatewayError {
@@ -51,6 +53,7 @@ impl GatewayError {
             Self::BodyUnreadable => "8000215",
             Self::UnknownShop => "8000216",
             Self::UnknownTenant => "8000217",
+            Self::RespelledField => "8000218",
         }
     }
 
@@ -80,6 +83,7 @@ impl GatewayError {
             Self::BodyUnreadable => "送出的資料無法讀取",
             Self::UnknownShop => "找不到這個商店代號所屬的商店",
             Self::UnknownTenant => "找不到這家商店",
+            Self::RespelledField => "付款結果的欄位重複或名稱不符",
         };
         format!("{what}-{}。", self.code())
     }

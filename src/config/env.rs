@@ -3,13 +3,25 @@
 
 /// Replaces every `${…}` in `s`. `lookup` answers for one variable name.
 /// A missing variable without a default is an error naming it.
+#[cfg(test)]
 pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    substitute_noting(s, lookup, &mut Vec::new())
+}
+
+/// Like [`substitute`], and pushes every value taken from the environment
+/// onto `taken`, so that diagnostics can hide them.
+pub fn substitute_noting(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    taken: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unclosed \"${{\" in {:?}", redact_hint(s)))?;
+        // The raw value is never quoted: it may be a secret written inline.
+        let end = after.find('}').ok_or_else(|| "unclosed \"${\"".to_owned())?;
         let expr = &after[..end];
         let (name, default) = match expr.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -20,7 +32,10 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
         }
         match (lookup(name), default) {
             (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
-            (Some(v), _) => out.push_str(&v),
+            (Some(v), _) => {
+                out.push_str(&v);
+                taken.push(v);
+            }
             (None, Some(d)) => out.push_str(d),
             (None, None) => return Err(format!("environment variable {name} is not set")),
         }
@@ -28,13 +43,6 @@ pub fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// Error messages may quote the raw value, which may hold a secret written
-/// inline: show only its first characters.
-fn redact_hint(s: &str) -> String {
-    let head: String = s.chars().take(12).collect();
-    if head.len() < s.len() { format!("{head}…") } else { head }
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@ mod table;
 use std::path::Path;
 
 pub use table::{
-    AckMode, AdminConfig, BaseUrl, Config, DeliveryConfig, FunpointSettings, FunpointTenant, OenTenant, RoutingTable,
-    ServerConfig, SinopacTenant, StorageConfig, StorageUrl, TapPayTenant, Tenant, suffix_of,
+    AckMode, AdminConfig, BaseUrl, Config, DeliveryConfig, FunpointSettings, FunpointTenant, FunpointVerify,
+    MIN_ADMIN_TOKEN, NotifyLimits, OenTenant, RoutingTable, ServerConfig, SinopacTenant, StorageConfig, StorageUrl,
+    TapPayTenant, Tenant, suffix_of,
 };
 
 /// Why a config cannot be used: every problem, one per line.
@@ -45,8 +46,9 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         .map_err(|e| ConfigError::Invalid(vec![format!("not valid TOML: {}", e.to_string().trim())]))?;
 
     let mut problems = Vec::new();
+    let mut taken = Vec::new();
     for (key, value) in doc.iter_mut() {
-        substitute_all(key, value, env, &mut problems);
+        substitute_all(key, value, env, &mut problems, &mut taken);
     }
 
     let mut unknown = Vec::new();
@@ -60,7 +62,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     let raw = match raw {
         Ok(raw) => raw,
         Err(e) => {
-            problems.push(e.to_string().trim().to_owned());
+            // A type error quotes the value, which may have come from a ${VAR}.
+            problems.push(redact(e.to_string().trim(), &taken));
             return Err(ConfigError::Invalid(problems));
         }
     };
@@ -74,20 +77,37 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     }
 }
 
-fn substitute_all(at: &str, value: &mut toml::Value, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+/// `text` with every non-blank value in `secrets` replaced by `***`.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in secrets {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
+}
+
+fn substitute_all(
+    at: &str,
+    value: &mut toml::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+    taken: &mut Vec<String>,
+) {
     match value {
-        toml::Value::String(s) => match env::substitute(s, env) {
+        toml::Value::String(s) => match env::substitute_noting(s, env, taken) {
             Ok(v) => *s = v,
             Err(e) => problems.push(format!("{at}: {e}")),
         },
         toml::Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                substitute_all(&format!("{at}[{i}]"), v, env, problems);
+                substitute_all(&format!("{at}[{i}]"), v, env, problems, taken);
             }
         }
         toml::Value::Table(t) => {
             for (k, v) in t.iter_mut() {
-                substitute_all(&format!("{at}.{k}"), v, env, problems);
+                substitute_all(&format!("{at}.{k}"), v, env, problems, taken);
             }
         }
         _ => {}

@@ -41,6 +41,11 @@ pub struct RawServer {
     pub legacy_paths: bool,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    #[serde(default = "RawServer::default_max_connections")]
+    pub max_connections: u64,
+    pub outbound_proxy: Option<String>,
+    #[serde(default = "RawServer::default_refused_per_minute")]
+    pub refused_per_minute: u64,
 }
 
 impl RawServer {
@@ -53,6 +58,12 @@ impl RawServer {
     fn default_request_timeout() -> String {
         s("15s")
     }
+    fn default_max_connections() -> u64 {
+        1024
+    }
+    fn default_refused_per_minute() -> u64 {
+        60
+    }
 }
 
 impl Default for RawServer {
@@ -63,6 +74,9 @@ impl Default for RawServer {
             request_timeout: Self::default_request_timeout(),
             legacy_paths: true,
             trusted_proxies: Vec::new(),
+            max_connections: Self::default_max_connections(),
+            outbound_proxy: None,
+            refused_per_minute: Self::default_refused_per_minute(),
         }
     }
 }
@@ -75,6 +89,16 @@ pub struct RawStorage {
     pub retention: String,
     #[serde(default = "RawStorage::default_keep_rejected")]
     pub keep_rejected: u64,
+    #[serde(default = "RawStorage::default_keep_rejected_bytes")]
+    pub keep_rejected_bytes: u64,
+    #[serde(default = "RawStorage::default_keep_rejected")]
+    pub keep_unroutable: u64,
+    #[serde(default = "RawStorage::default_keep_unroutable_bytes")]
+    pub keep_unroutable_bytes: u64,
+    #[serde(default = "RawStorage::default_unroutable_min_age")]
+    pub unroutable_min_age: String,
+    #[serde(default = "RawStorage::default_dead_retention")]
+    pub dead_retention: String,
     #[serde(default = "RawStorage::default_lease")]
     pub lease: String,
     #[serde(default = "RawStorage::default_pool_size")]
@@ -93,6 +117,18 @@ impl RawStorage {
     fn default_keep_rejected() -> u64 {
         10_000
     }
+    fn default_keep_rejected_bytes() -> u64 {
+        64 << 20
+    }
+    fn default_keep_unroutable_bytes() -> u64 {
+        256 << 20
+    }
+    fn default_unroutable_min_age() -> String {
+        s("7d")
+    }
+    fn default_dead_retention() -> String {
+        s("30d")
+    }
     fn default_lease() -> String {
         s("30s")
     }
@@ -110,6 +146,11 @@ impl Default for RawStorage {
             url: Self::default_url(),
             retention: Self::default_retention(),
             keep_rejected: Self::default_keep_rejected(),
+            keep_rejected_bytes: Self::default_keep_rejected_bytes(),
+            keep_unroutable: Self::default_keep_rejected(),
+            keep_unroutable_bytes: Self::default_keep_unroutable_bytes(),
+            unroutable_min_age: Self::default_unroutable_min_age(),
+            dead_retention: Self::default_dead_retention(),
             lease: Self::default_lease(),
             pool_size: Self::default_pool_size(),
             connect_timeout: Self::default_connect_timeout(),
@@ -166,6 +207,31 @@ pub struct RawProviders {
     pub funpoint: RawFunpointProvider,
     #[serde(default)]
     pub tappay: RawSuffixProvider,
+    #[serde(default)]
+    pub oen: RawJsonProvider,
+    #[serde(default)]
+    pub sinopac: RawJsonProvider,
+}
+
+/// A notify body larger than this is refused (413) before it is parsed.
+fn json_body_limit() -> u64 {
+    32 * 1024
+}
+
+fn form_body_limit() -> u64 {
+    8 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawJsonProvider {
+    #[serde(default = "json_body_limit")]
+    pub max_body_bytes: u64,
+}
+
+impl Default for RawJsonProvider {
+    fn default() -> Self {
+        Self { max_body_bytes: json_body_limit() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +240,8 @@ pub struct RawFunpointProvider {
     pub payment_origins: Vec<String>,
     #[serde(default = "two")]
     pub order_suffix_len: u64,
+    #[serde(default = "form_body_limit")]
+    pub max_body_bytes: u64,
 }
 
 fn two() -> u64 {
@@ -188,7 +256,7 @@ impl RawFunpointProvider {
 
 impl Default for RawFunpointProvider {
     fn default() -> Self {
-        Self { payment_origins: Self::default_origins(), order_suffix_len: 2 }
+        Self { payment_origins: Self::default_origins(), order_suffix_len: 2, max_body_bytes: form_body_limit() }
     }
 }
 
@@ -196,11 +264,13 @@ impl Default for RawFunpointProvider {
 pub struct RawSuffixProvider {
     #[serde(default = "two")]
     pub order_suffix_len: u64,
+    #[serde(default = "json_body_limit")]
+    pub max_body_bytes: u64,
 }
 
 impl Default for RawSuffixProvider {
     fn default() -> Self {
-        Self { order_suffix_len: 2 }
+        Self { order_suffix_len: 2, max_body_bytes: json_body_limit() }
     }
 }
 
@@ -237,6 +307,12 @@ pub struct RawTenantFunpoint {
     pub merchant_id: Option<String>,
     pub hash_key: Option<String>,
     pub hash_iv: Option<String>,
+    /// `"mac"` (the default) or `"none"` (SPEC §7).
+    #[serde(default = "RawTenantFunpoint::default_verify")]
+    pub verify: String,
+    /// 1: SHA-256 (the default), 0: MD5 (SPEC §7).
+    #[serde(default = "RawTenantFunpoint::default_encrypt_type")]
+    pub encrypt_type: u64,
     #[serde(default = "RawTenantFunpoint::default_api_path")]
     pub api_path: String,
     #[serde(default = "RawTenantFunpoint::default_notify_path")]
@@ -246,6 +322,12 @@ pub struct RawTenantFunpoint {
 }
 
 impl RawTenantFunpoint {
+    fn default_verify() -> String {
+        s("mac")
+    }
+    fn default_encrypt_type() -> u64 {
+        1
+    }
     fn default_api_path() -> String {
         s("/funpoint_api.php?action=funpoint")
     }

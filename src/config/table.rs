@@ -11,7 +11,11 @@ use ipnet::IpNet;
 use reqwest::Url;
 
 use super::raw::*;
-use crate::domain::{ConfigDuration, ForwardSecret, HashKeys, Origin, Secret, TenantId};
+use crate::domain::{ConfigDuration, ForwardSecret, HashAlgorithm, HashKeys, Origin, Secret, TenantId};
+
+/// The shortest admin token accepted: a guessable one would open the
+/// raw callback bodies to anyone who can reach the port.
+pub const MIN_ADMIN_TOKEN: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,6 +24,39 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub admin: AdminConfig,
     pub table: RoutingTable,
+    /// Largest notify body per provider (`[providers.<name>] max_body_bytes`).
+    pub notify_limits: NotifyLimits,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NotifyLimits {
+    pub funpoint: usize,
+    pub oen: usize,
+    pub sinopac: usize,
+    pub tappay: usize,
+}
+
+impl Config {
+    /// One line per tenant that does not verify what it receives: `check`
+    /// prints them, `serve` logs them at start and on reload (SPEC §7).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in self.table.tenants() {
+            let Some(f) = &t.funpoint else { continue };
+            match (f.verify, f.keys.is_some()) {
+                (FunpointVerify::Mac, false) => out.push(format!(
+                    "tenant {:?}: [tenants.funpoint] has no hash_key/hash_iv, so it refuses every Funpoint notification (set the keys, or verify = \"none\" to accept them unverified)",
+                    t.id.as_str()
+                )),
+                (FunpointVerify::None, _) => out.push(format!(
+                    "tenant {:?}: [tenants.funpoint] verify = \"none\": Funpoint notifications are delivered unverified",
+                    t.id.as_str()
+                )),
+                (FunpointVerify::Mac, true) => {}
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +66,13 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     pub legacy_paths: bool,
     pub trusted_proxies: Vec<IpNet>,
+    /// Connections served at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// The only proxy outbound calls use (environment proxies never are).
+    pub outbound_proxy: Option<Secret>,
+    /// Refused callbacks (unroutable, rejected) kept per source address per
+    /// minute; beyond it they are answered 429 and not stored.
+    pub refused_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +80,13 @@ pub struct StorageConfig {
     pub url: StorageUrl,
     pub retention: Duration,
     pub keep_rejected: u64,
+    pub keep_rejected_bytes: u64,
+    pub keep_unroutable: u64,
+    pub keep_unroutable_bytes: u64,
+    /// Unroutable rows younger than this are never purged by the caps.
+    pub unroutable_min_age: Duration,
+    /// Dead rows finished longer ago than this are purged.
+    pub dead_retention: Duration,
     pub lease: Duration,
     /// PostgreSQL only: connections per instance, and how long to wait for
     /// one (also the bound on reaching the server at all).
@@ -75,6 +126,18 @@ impl StorageUrl {
                 Ok(mut url) => {
                     if url.password().is_some() {
                         let _ = url.set_password(Some("***"));
+                    }
+                    // libpq also takes the password as a query parameter.
+                    if url.query().is_some() {
+                        let pairs: Vec<(String, String)> = url
+                            .query_pairs()
+                            .map(|(k, v)| {
+                                let secret =
+                                    k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+                                (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+                            })
+                            .collect();
+                        url.query_pairs_mut().clear().extend_pairs(pairs);
                     }
                     url.to_string()
                 }
@@ -167,10 +230,22 @@ pub struct Tenant {
     pub tappay: Option<TapPayTenant>,
 }
 
+/// How a tenant's Funpoint notifications are checked (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunpointVerify {
+    /// CheckMacValue with the tenant's keys; without keys, refuse.
+    Mac,
+    /// Accept unverified (said explicitly, warned about).
+    None,
+}
+
 #[derive(Debug, Clone)]
 pub struct FunpointTenant {
     pub merchant_id: Option<String>,
     pub keys: Option<HashKeys>,
+    pub verify: FunpointVerify,
+    /// The one CheckMacValue algorithm this tenant's merchant uses.
+    pub encrypt_type: HashAlgorithm,
     pub api_path: String,
     pub notify_path: String,
     pub result_path: String,
@@ -325,6 +400,27 @@ impl TryFrom<RawConfig> for Config {
                 .enumerate()
                 .filter_map(|(i, s)| p.take(format!("server.trusted_proxies[{i}]"), parse_cidr(s)))
                 .collect(),
+            max_connections: match usize::try_from(raw.server.max_connections) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    p.push("server.max_connections", "must be a positive number");
+                    1
+                }
+            },
+            outbound_proxy: non_empty(raw.server.outbound_proxy).and_then(|u| match reqwest::Url::parse(&u) {
+                Ok(_) => Some(Secret::new(u)),
+                Err(_) => {
+                    p.push("server.outbound_proxy", "is not an absolute URL");
+                    None
+                }
+            }),
+            refused_per_minute: match u32::try_from(raw.server.refused_per_minute) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    p.push("server.refused_per_minute", "must be between 1 and 4294967295");
+                    1
+                }
+            },
         };
         if server.request_timeout.is_zero() {
             p.push("server.request_timeout", "must be longer than 0");
@@ -336,6 +432,11 @@ impl TryFrom<RawConfig> for Config {
                 .unwrap_or(StorageUrl::Sqlite { path: "data/payrelay.db".into() }),
             retention: p.duration("storage.retention", &raw.storage.retention),
             keep_rejected: raw.storage.keep_rejected,
+            keep_rejected_bytes: raw.storage.keep_rejected_bytes,
+            keep_unroutable: raw.storage.keep_unroutable,
+            keep_unroutable_bytes: raw.storage.keep_unroutable_bytes,
+            unroutable_min_age: p.duration("storage.unroutable_min_age", &raw.storage.unroutable_min_age),
+            dead_retention: p.duration("storage.dead_retention", &raw.storage.dead_retention),
             lease: p.duration("storage.lease", &raw.storage.lease),
             pool_size: raw.storage.pool_size,
             connect_timeout: p.duration("storage.connect_timeout", &raw.storage.connect_timeout),
@@ -375,6 +476,24 @@ impl TryFrom<RawConfig> for Config {
         }
 
         let admin = AdminConfig { token: non_empty(raw.admin.token).map(Secret::new) };
+        if let Some(token) = &admin.token
+            && token.expose().trim().chars().count() < MIN_ADMIN_TOKEN
+        {
+            p.push("admin.token", format!("must be at least {MIN_ADMIN_TOKEN} characters (e.g. openssl rand -hex 24)"));
+        }
+        let limit = |p: &mut Problems, at: &str, n: u64| match usize::try_from(n) {
+            Ok(n @ 256..) => n,
+            _ => {
+                p.push(at, "must be at least 256 bytes");
+                256
+            }
+        };
+        let notify_limits = NotifyLimits {
+            funpoint: limit(&mut p, "providers.funpoint.max_body_bytes", raw.providers.funpoint.max_body_bytes),
+            oen: limit(&mut p, "providers.oen.max_body_bytes", raw.providers.oen.max_body_bytes),
+            sinopac: limit(&mut p, "providers.sinopac.max_body_bytes", raw.providers.sinopac.max_body_bytes),
+            tappay: limit(&mut p, "providers.tappay.max_body_bytes", raw.providers.tappay.max_body_bytes),
+        };
 
         let funpoint = FunpointSettings {
             payment_origins: raw
@@ -398,7 +517,7 @@ impl TryFrom<RawConfig> for Config {
 
         let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
 
-        if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table }) } else { Err(p.0) }
+        if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table, notify_limits }) } else { Err(p.0) }
     }
 }
 
@@ -459,9 +578,27 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
                 None
             }
         };
+        let verify = match f.verify.as_str() {
+            "mac" => FunpointVerify::Mac,
+            "none" => FunpointVerify::None,
+            other => {
+                p.push(format!("{at}: funpoint.verify"), format!("{other:?} must be \"mac\" or \"none\""));
+                FunpointVerify::Mac
+            }
+        };
+        let encrypt_type = match f.encrypt_type {
+            1 => HashAlgorithm::Sha256,
+            0 => HashAlgorithm::Md5,
+            other => {
+                p.push(format!("{at}: funpoint.encrypt_type"), format!("{other} must be 1 (SHA-256) or 0 (MD5)"));
+                HashAlgorithm::Sha256
+            }
+        };
         FunpointTenant {
             merchant_id: non_empty(f.merchant_id),
             keys,
+            verify,
+            encrypt_type,
             api_path: check_path(p, format!("{at}: funpoint.api_path"), f.api_path),
             notify_path: check_path(p, format!("{at}: funpoint.notify_path"), f.notify_path),
             result_path: check_path(p, format!("{at}: funpoint.result_path"), f.result_path),

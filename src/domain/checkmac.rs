@@ -66,18 +66,20 @@ impl CheckMac {
         Self(hex)
     }
 
-    /// Checks a received CheckMacValue against `fields` in constant time.
-    /// The algorithm follows from the length: 64 hex digits SHA-256, 32 MD5;
-    /// anything else is wrong.
-    pub fn verify<'a, I>(fields: I, keys: &HashKeys, received: &str) -> bool
+    /// Checks a received CheckMacValue against `fields` in constant time,
+    /// with the tenant's one algorithm (the sender does not get to pick it
+    /// by the value's length).
+    pub fn verify<'a, I>(fields: I, keys: &HashKeys, alg: HashAlgorithm, received: &str) -> bool
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        let alg = match received.len() {
-            64 => HashAlgorithm::Sha256,
-            32 => HashAlgorithm::Md5,
-            _ => return false,
+        let expected_len = match alg {
+            HashAlgorithm::Sha256 => 64,
+            HashAlgorithm::Md5 => 32,
         };
+        if received.len() != expected_len {
+            return false;
+        }
         let expected = Self::compute(fields, keys, alg);
         let received = received.to_ascii_uppercase();
         expected.0.as_bytes().ct_eq(received.as_bytes()).into()
@@ -124,12 +126,16 @@ mod tests {
     #[test]
     fn wrong_length_or_garbage_never_verifies() {
         let keys = HashKeys { key: Secret::new("k"), iv: Secret::new("v") };
-        assert!(!CheckMac::verify([("a", "1")], &keys, ""));
-        assert!(!CheckMac::verify([("a", "1")], &keys, "ZZ"));
-        let good = CheckMac::compute([("a", "1")], &keys, HashAlgorithm::Sha256);
-        assert!(CheckMac::verify([("a", "1")], &keys, &good.as_str().to_ascii_lowercase()));
+        let sha = HashAlgorithm::Sha256;
+        assert!(!CheckMac::verify([("a", "1")], &keys, sha, ""));
+        assert!(!CheckMac::verify([("a", "1")], &keys, sha, "ZZ"));
+        let good = CheckMac::compute([("a", "1")], &keys, sha);
+        assert!(CheckMac::verify([("a", "1")], &keys, sha, &good.as_str().to_ascii_lowercase()));
         let md5 = CheckMac::compute([("a", "1")], &keys, HashAlgorithm::Md5);
         assert_eq!(md5.as_str().len(), 32);
-        assert!(CheckMac::verify([("a", "1")], &keys, md5.as_str()));
+        assert!(CheckMac::verify([("a", "1")], &keys, HashAlgorithm::Md5, md5.as_str()));
+        // The sender does not choose the algorithm by the length.
+        assert!(!CheckMac::verify([("a", "1")], &keys, sha, md5.as_str()));
+        assert!(!CheckMac::verify([("a", "1")], &keys, HashAlgorithm::Md5, good.as_str()));
     }
 }

@@ -10,7 +10,12 @@ pub enum BodyError {
 }
 
 pub async fn read(body: Body) -> Result<Bytes, BodyError> {
-    axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
+    read_limited(body, usize::MAX).await
+}
+
+/// Like [`read`], with a tighter limit of the caller's (a provider's).
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(err) = source {
             if err.is::<http_body_util::LengthLimitError>() {

@@ -91,23 +91,58 @@ async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, Gateway
     Ok(payment)
 }
 
+/// The CVS passthrough's policy: scripts and forms work inside an opaque
+/// origin; it may navigate the top window on (to the payment pages).
+const CVS_CSP: &str = "sandbox allow-forms allow-scripts allow-top-navigation";
+
+fn config_origins(state: &AppState) -> Vec<crate::domain::Origin> {
+    state.config().table.funpoint.payment_origins.clone()
+}
+
+/// The provider's `Location`, resolved against the payment URL, if its
+/// origin is an allowed payment origin; otherwise the checkout fails with
+/// 8000208 rather than send the buyer elsewhere.
+fn allowed_location(
+    allowed: &[crate::domain::Origin],
+    payment: &PaymentRequest,
+    location: &HeaderValue,
+) -> Result<HeaderValue, GatewayError> {
+    let refused = || GatewayError::PaymentOrigin("(redirect)".to_owned());
+    let text = location.to_str().map_err(|_| refused())?;
+    let url = payment.payment_url.join(text).map_err(|_| refused())?;
+    let origin = crate::domain::Origin::of_url(&url).ok_or_else(refused)?;
+    if !allowed.contains(&origin) {
+        return Err(GatewayError::PaymentOrigin(origin.to_string()));
+    }
+    HeaderValue::from_str(url.as_str()).map_err(|_| refused())
+}
+
 /// Steps 6–7: CVS is posted server-side and the provider's answer passed
 /// through; everything else becomes the auto-submitting form.
 async fn answer_page(state: &AppState, payment: PaymentRequest) -> Result<Response, GatewayError> {
     if payment.choose_payment() == Some("CVS") {
         let timeout = state.config().delivery.timeout;
         let answer = checkout::post_cvs(state.client(), &payment, timeout).await?;
+        // A redirect goes on only to an allowed payment origin.
+        let location = match (answer.status.is_redirection(), &answer.location) {
+            (true, Some(location)) => Some(allowed_location(&config_origins(state), &payment, location)?),
+            _ => None,
+        };
         let mut response = (answer.status, answer.body).into_response();
         let headers = response.headers_mut();
         if let Some(ct) = answer.content_type {
             headers.insert(header::CONTENT_TYPE, ct);
         }
-        if answer.status.is_redirection()
-            && let Some(location) = answer.location
-        {
+        if let Some(location) = location {
             headers.insert(header::LOCATION, location);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The provider's page is served on the gateway's origin (the admin
+        // console's too): boxed in a sandbox without that origin, never
+        // sniffed into another type, no referrer sent on.
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CVS_CSP));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         return Ok(response);
     }
     let fields: Vec<(&str, &str)> = payment.field_pairs().collect();

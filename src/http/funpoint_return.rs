@@ -8,9 +8,9 @@ use axum::response::Response;
 
 use super::{AppState, body, page};
 use crate::checkout::GatewayError;
-use crate::domain::CheckMac;
 use crate::domain::checkmac::FIELD as CHECK_MAC;
 use crate::form::FormFields;
+use crate::providers::funpoint;
 
 /// The fields passed on, by RtnCode.
 fn fields_for(rtn_code: Option<&str>) -> &'static [&'static str] {
@@ -33,21 +33,21 @@ pub async fn relay(State(state): State<AppState>, body: Body) -> Response {
 
 async fn relay_inner(state: &AppState, body: Body) -> Result<Response, GatewayError> {
     let bytes = body::read(body).await?;
-    let form = FormFields::parse(&bytes).map_err(|_| GatewayError::UnknownOrder)?;
+    FormFields::parse(&bytes).map_err(|_| GatewayError::UnknownOrder)?;
+    let form = funpoint::canonical_form(&bytes).ok_or(GatewayError::RespelledField)?;
     let config = state.config();
     let routed = crate::routing::funpoint(&config.table, form.get("MerchantTradeNo"), None)
         .map_err(|_| GatewayError::UnknownOrder)?;
     let tenant = routed.tenant;
-    let Some(funpoint) = tenant.funpoint.as_ref() else {
+    let Some(section) = tenant.funpoint.as_ref() else {
         return Err(GatewayError::UnknownOrder);
     };
-    if let (Some(received), Some(keys)) = (form.get(CHECK_MAC), funpoint.keys.as_ref())
-        && !CheckMac::verify(form.unique(), keys, received)
-    {
+    // A return without a CheckMacValue carries nothing to check (SPEC §3.4).
+    if form.get(CHECK_MAC).is_some() && !funpoint::check_mac(section, &form) {
         return Err(GatewayError::BadCheckMac);
     }
     let fields: Vec<(&str, &str)> =
         fields_for(form.get("RtnCode")).iter().filter_map(|&name| form.get(name).map(|v| (name, v))).collect();
     tracing::info!(tenant = %tenant.id, "browser return relayed");
-    Ok(page::autosubmit(&tenant.base_url.join(&funpoint.result_path), &[tenant.base_url.origin()], &fields))
+    Ok(page::autosubmit(&tenant.base_url.join(&section.result_path), &[tenant.base_url.origin()], &fields))
 }

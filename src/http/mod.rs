@@ -13,6 +13,7 @@ mod page;
 mod returns;
 mod server;
 mod state;
+mod throttle;
 
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
     // too; the request id and trace span outermost so every line has them.
     app.layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-        .layer(middleware::from_fn(notify::timeout_in_grammar))
+        .layer(middleware::from_fn(notify::in_grammar))
         .layer(middleware::from_fn_with_state(state, cors::checkout_json_cors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -84,7 +85,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                     tracing::info_span!(
                         "request",
                         method = %req.method(),
-                        path = %req.uri().path(),
+                        path = %crate::telemetry::cut(req.uri().path(), 200),
                         request_id = %id,
                         provider = tracing::field::Empty,
                         tenant = tracing::field::Empty,
@@ -98,6 +99,24 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(safe_request_id))
+}
+
+/// A request id from the client (a front proxy's) is kept only when it is
+/// short and plain (`[A-Za-z0-9-]{1,64}`); any other is dropped and one is
+/// made, so that an id cannot forge or flood log lines.
+async fn safe_request_id(mut req: Request, next: Next) -> Response {
+    let plain = |v: &http::HeaderValue| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    };
+    let ids = req.headers().get_all(REQUEST_ID);
+    let mut values = ids.iter();
+    let keep = matches!((values.next(), values.next()), (Some(v), None) if plain(v));
+    if !keep {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 /// With `legacy_paths = false` the `.php` paths answer 404. Read per

@@ -44,19 +44,33 @@ pub async fn legacy_funpoint(State(state): State<AppState>, req: Request) -> Res
     }
 }
 
-/// A notify request cut off by `request_timeout` (a body that never
-/// finished) is answered 408 by the timeout layer; on a notify path that
-/// answer is put in the provider's grammar too (SPEC §4: every error the
-/// gateway answers there is).
-pub async fn timeout_in_grammar(req: Request, next: axum::middleware::Next) -> Response {
+/// Marks an answer as already in the provider's grammar.
+#[derive(Clone, Copy)]
+struct InGrammar;
+
+/// Every error answered on a notify path is in the provider's grammar
+/// (SPEC §4), including those a layer or the router produced: the body
+/// limit's 413, the timeout's 408, a wrong method's 405.
+pub async fn in_grammar(req: Request, next: axum::middleware::Next) -> Response {
     let provider = notify_provider(req.uri().path());
     let response = next.run(req).await;
-    match provider {
-        Some(p) if response.status() == StatusCode::REQUEST_TIMEOUT => {
-            error(p, StatusCode::REQUEST_TIMEOUT, "Request Timeout")
-        }
-        _ => response,
+    let Some(p) = provider else { return response };
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<InGrammar>().is_some() {
+        return response;
     }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Request Too Large",
+        StatusCode::REQUEST_TIMEOUT => "Request Timeout",
+        StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
+        other => other.canonical_reason().unwrap_or("Error"),
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut answer = error(p, status, message);
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 /// The provider whose notify path this is, if it is one.
@@ -72,6 +86,7 @@ fn notify_provider(path: &str) -> Option<&'static dyn Provider> {
 fn answer(provider: &dyn Provider, status: StatusCode, text: String) -> Response {
     let mut response = (status, text).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(provider.answer_content_type()));
+    response.extensions_mut().insert(InGrammar);
     response
 }
 
@@ -82,6 +97,33 @@ fn error(provider: &dyn Provider, status: StatusCode, message: &str) -> Response
 fn ack(provider: &dyn Provider) -> Response {
     let (status, text) = provider.ack();
     answer(provider, status, text)
+}
+
+/// What a notify request brought, before it is routed.
+struct Inbound {
+    provider: &'static dyn Provider,
+    content_type: Option<String>,
+    body: Bytes,
+    remote: Option<std::net::IpAddr>,
+    path_tenant: Option<String>,
+}
+
+impl Inbound {
+    fn row(&self, status: Status, tenant: Option<String>, reason: Option<String>) -> NewCallback {
+        NewCallback {
+            provider: self.provider.name(),
+            tenant,
+            status,
+            reason,
+            content_type: self.content_type.clone(),
+            body: self.body.clone(),
+            remote_addr: self.remote.map(|ip| ip.to_string()),
+            simulated: false,
+            dedup: None,
+            path_tenant: self.path_tenant.clone(),
+            lease: None,
+        }
+    }
 }
 
 async fn notify(
@@ -99,8 +141,9 @@ async fn notify(
     let span = tracing::Span::current();
     span.record("provider", name);
 
-    // parse
-    let bytes: Bytes = match body::read(Body::new(body_stream)).await {
+    // parse (within the provider's own body limit)
+    let limit = providers::body_limit(provider, &config.notify_limits);
+    let bytes: Bytes = match body::read_limited(Body::new(body_stream), limit).await {
         Ok(b) => b,
         Err(body::BodyError::TooLarge) => return error(provider, StatusCode::PAYLOAD_TOO_LARGE, "Request Too Large"),
         Err(body::BodyError::Unreadable) => return error(provider, StatusCode::BAD_REQUEST, "Bad Request"),
@@ -110,22 +153,10 @@ async fn notify(
         crate::metrics::callback_received(name, None, "unparseable");
         return error(provider, StatusCode::BAD_REQUEST, "Bad Request");
     };
-    let new = |status: Status, tenant: Option<String>, reason: Option<String>| NewCallback {
-        provider: name,
-        tenant,
-        status,
-        reason,
-        content_type: content_type.clone(),
-        body: bytes.clone(),
-        remote_addr: remote.map(|ip| ip.to_string()),
-        simulated: false,
-        dedup: None,
-        path_tenant: path_tenant.clone(),
-        lease: None,
-    };
+    let inbound = Inbound { provider, content_type, body: bytes, remote, path_tenant };
 
     // route
-    let tenant = match provider.route(&config.table, &parsed, path_tenant.as_deref()) {
+    let tenant = match provider.route(&config.table, &parsed, inbound.path_tenant.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             let message = providers::route_message(&e);
@@ -134,7 +165,9 @@ async fn notify(
                 _ => (Status::Unroutable, None),
             };
             tracing::warn!(provider = name, outcome = status.as_str(), reason = %e, "callback not routed");
-            keep(state, new(status, tenant, Some(e.to_string()))).await;
+            if !keep(state, inbound.row(status, tenant, Some(e.to_string()))).await {
+                return error(provider, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            }
             return error(provider, StatusCode::BAD_REQUEST, &message);
         }
     };
@@ -144,14 +177,16 @@ async fn notify(
     // verify
     if let Err(rejection) = provider.verify(tenant, &parsed) {
         tracing::warn!(provider = name, tenant = %tenant_id, reason = rejection.message, "callback rejected");
-        keep(state, new(Status::Rejected, Some(tenant_id), Some(rejection.message.to_owned()))).await;
+        if !keep(state, inbound.row(Status::Rejected, Some(tenant_id), Some(rejection.message.to_owned()))).await {
+            return error(provider, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+        }
         return error(provider, StatusCode::BAD_REQUEST, rejection.message);
     }
     let simulated = provider.simulated(&parsed);
     if simulated && tenant.drop_simulated {
         tracing::info!(provider = name, tenant = %tenant_id, "simulated payment dropped (drop_simulated)");
-        keep(state, new(Status::Rejected, Some(tenant_id), Some("simulated payment dropped (drop_simulated)".into())))
-            .await;
+        let reason = "simulated payment dropped (drop_simulated)".to_owned();
+        keep(state, inbound.row(Status::Rejected, Some(tenant_id), Some(reason))).await;
         // Answered as accepted, so that the provider does not resend it.
         return ack(provider);
     }
@@ -159,9 +194,10 @@ async fn notify(
     // store
     let inline = tenant.ack == AckMode::Delivered;
     let lease = config.storage.lease;
-    let mut pending = new(Status::Pending, Some(tenant_id.clone()), None);
+    let mut pending = inbound.row(Status::Pending, Some(tenant_id.clone()), None);
     pending.simulated = simulated;
-    pending.dedup = provider.dedup_key(&parsed).map(|key| DedupKey { key, window: config.delivery.dedup_window });
+    pending.dedup = providers::tenant_dedup_key(provider, tenant, &parsed)
+        .map(|key| DedupKey { key, window: config.delivery.dedup_window });
     // Leased to this instance from the start: the first attempt is made
     // here (handed to the worker, or inline) without a claim.
     pending.lease = Some((state.instance_id().to_owned(), lease));
@@ -197,8 +233,11 @@ async fn notify(
             deliver_inline(state, provider, claimed, config.delivery.inline_timeout).await
         }
         Accepted::Duplicate { id, status } => {
-            crate::metrics::callback_received(name, Some(&tenant_id), "duplicate");
             span.record("delivery", id.as_str());
+            if let Some(answer) = conflicting(state, &inbound, &parsed, &tenant_id, &id).await {
+                return answer;
+            }
+            crate::metrics::callback_received(name, Some(&tenant_id), "duplicate");
             tracing::debug!(original = status.as_str(), "duplicate callback");
             if status == Status::Dead {
                 // The provider still cares and the tenant may be back: the
@@ -212,11 +251,12 @@ async fn notify(
                     }
                 }
             }
-            if !inline || status != Status::Pending {
+            if !inline || !matches!(status, Status::Pending | Status::Dead) {
                 return ack(provider);
             }
-            // The provider resends because the tenant had not taken it yet:
-            // try again now, and answer by the outcome.
+            // The provider resends because the tenant had not taken it yet.
+            // Only an attempt that is due anyway is made now (a resend
+            // cannot burn the retry schedule); the answer follows it.
             match state.store().claim_one(&id, state.instance_id(), lease).await {
                 Ok(Some(claimed)) => deliver_inline(state, provider, claimed, config.delivery.inline_timeout).await,
                 _ => error(provider, StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),
@@ -225,13 +265,72 @@ async fn notify(
     }
 }
 
+/// A "duplicate" that differs from its original in a field that matters
+/// (an amount, an order id) is no resend: it is kept as `rejected` for the
+/// operator (and acknowledged: it is on disk, and a resend would change
+/// nothing). `None`: a plain duplicate.
+async fn conflicting(
+    state: &AppState,
+    inbound: &Inbound,
+    parsed: &providers::Parsed,
+    tenant_id: &str,
+    original_id: &str,
+) -> Option<Response> {
+    let provider = inbound.provider;
+    if provider.conflict_fields().is_empty() {
+        return None;
+    }
+    let original = match state.store().get(original_id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the original of a duplicate");
+            return Some(error(provider, StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable"));
+        }
+    };
+    let before = provider.parse(&original.body, original.content_type.as_deref())?;
+    let field = providers::conflict(provider, parsed, &before)?;
+    let reason = format!("conflicts with callback {original_id}: {field} differs");
+    tracing::warn!(
+        provider = provider.name(),
+        tenant = tenant_id,
+        original = original_id,
+        field,
+        "conflicting duplicate kept for the operator"
+    );
+    keep(state, inbound.row(Status::Rejected, Some(tenant_id.to_owned()), Some(reason))).await;
+    crate::metrics::callback_received(provider.name(), Some(tenant_id), "conflict");
+    Some(ack(provider))
+}
+
 /// Stores a callback that will not be delivered (rejected, unroutable), for
-/// the operator. Its answer does not depend on this write.
-async fn keep(state: &AppState, callback: NewCallback) {
+/// the operator; its answer does not depend on this write. `false` when the
+/// source address has used up its allowance of refused callbacks: nothing
+/// is stored, and the caller answers 429. An unroutable callback is not
+/// kept either while young unroutable rows fill their caps (see the purger).
+async fn keep(state: &AppState, callback: NewCallback) -> bool {
+    let ip = callback.remote_addr.as_deref().and_then(|a| a.parse().ok());
+    if !state.refused_throttle().allow(ip) {
+        crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), "limited");
+        tracing::warn!(
+            provider = callback.provider,
+            remote = callback.remote_addr.as_deref().unwrap_or("-"),
+            "refused callbacks from this address are over server.refused_per_minute; not kept"
+        );
+        return false;
+    }
     crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), callback.status.as_str());
+    if callback.status == Status::Unroutable && state.unroutable_full() {
+        tracing::warn!(
+            provider = callback.provider,
+            "unroutable callbacks fill storage.keep_unroutable(_bytes) with rows younger than unroutable_min_age; this one is not kept"
+        );
+        return true;
+    }
     if let Err(e) = state.store().accept(callback).await {
         tracing::warn!(error = %e, "cannot keep a refused callback");
     }
+    true
 }
 
 /// `ack = "delivered"`: the first attempt runs now, in its own task (so it

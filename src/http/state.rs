@@ -3,15 +3,20 @@
 //! the queue that hands fresh callbacks to the delivery worker.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::throttle::Throttle;
 use crate::config::Config;
 use crate::delivery::Handoff;
 use crate::store::{Claimed, Store};
+
+/// Failed admin logins allowed per address per minute.
+const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Freshly stored callbacks waiting for a delivery slot; beyond this they
 /// wait in the store for their lease to run out.
@@ -28,6 +33,12 @@ struct Inner {
     store: Store,
     instance_id: String,
     handoff: mpsc::Sender<Handoff>,
+    /// Refused callbacks kept per source address (`server.refused_per_minute`).
+    refused: Throttle,
+    admin_failures: Throttle,
+    /// Set by the purger when young unroutable rows alone fill their caps:
+    /// new unroutable callbacks are then answered but not kept.
+    unroutable_full: AtomicBool,
 }
 
 impl AppState {
@@ -36,7 +47,17 @@ impl AppState {
         // Names this process's leases in the store.
         let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         let (handoff, rx) = mpsc::channel(HANDOFF_QUEUE);
-        let inner = Inner { config: ArcSwap::from_pointee(config), client, store, instance_id, handoff };
+        let refused = Throttle::per_minute(config.server.refused_per_minute);
+        let inner = Inner {
+            config: ArcSwap::from_pointee(config),
+            client,
+            store,
+            instance_id,
+            handoff,
+            refused,
+            admin_failures: Throttle::per_minute(ADMIN_FAILURES_PER_MINUTE),
+            unroutable_full: AtomicBool::new(false),
+        };
         (Self { inner: Arc::new(inner) }, rx)
     }
 
@@ -70,5 +91,21 @@ impl AppState {
 
     pub fn instance_id(&self) -> &str {
         &self.inner.instance_id
+    }
+
+    pub fn refused_throttle(&self) -> &Throttle {
+        &self.inner.refused
+    }
+
+    pub fn admin_failure_throttle(&self) -> &Throttle {
+        &self.inner.admin_failures
+    }
+
+    pub fn unroutable_full(&self) -> bool {
+        self.inner.unroutable_full.load(Ordering::Relaxed)
+    }
+
+    pub fn set_unroutable_full(&self, full: bool) {
+        self.inner.unroutable_full.store(full, Ordering::Relaxed);
     }
 }

@@ -6,13 +6,107 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Parsed, Provider, Rejection};
-use crate::config::Tenant;
+use crate::config::{FunpointTenant, FunpointVerify, Tenant};
 use crate::domain::CheckMac;
 use crate::domain::checkmac::FIELD as CHECK_MAC;
 use crate::form::FormFields;
 use crate::routing;
 
 pub struct Funpoint;
+
+/// Every field name Funpoint documents for its server notifications
+/// (ReturnURL with NeedExtraPaidInfo, PaymentInfoURL, PeriodReturnURL) and
+/// its browser returns. Spelling matters: the MAC folds case, tenants do not.
+/// `gwsr`/`Gwsr` and `amount`/`Amount` are both documented.
+const DOCUMENTED: &[&str] = &[
+    "MerchantID",
+    "MerchantTradeNo",
+    "StoreID",
+    "RtnCode",
+    "RtnMsg",
+    "TradeNo",
+    "TradeAmt",
+    "PaymentDate",
+    "PaymentType",
+    "PaymentTypeChargeFee",
+    "TradeDate",
+    "SimulatePaid",
+    "CheckMacValue",
+    "CustomField1",
+    "CustomField2",
+    "CustomField3",
+    "CustomField4",
+    "PlatformID",
+    "ExpireDate",
+    "BankCode",
+    "vAccount",
+    "PaymentNo",
+    "Barcode1",
+    "Barcode2",
+    "Barcode3",
+    "PayFrom",
+    "ATMAccBank",
+    "ATMAccNo",
+    "WebATMAccBank",
+    "WebATMAccNo",
+    "WebATMBankName",
+    "card4no",
+    "card6no",
+    "auth_code",
+    "gwsr",
+    "process_date",
+    "amount",
+    "stage",
+    "stast",
+    "staed",
+    "eci",
+    "red_dan",
+    "red_de_amt",
+    "red_ok_amt",
+    "red_yet",
+    "PeriodType",
+    "Frequency",
+    "ExecTimes",
+    "PeriodAmount",
+    "TotalSuccessTimes",
+    "TotalSuccessAmount",
+    "AlipayID",
+    "AlipayTradeNo",
+    "TenpayTradeNo",
+    "Amount",
+    "Gwsr",
+    "ProcessDate",
+    "AuthCode",
+    "FirstAuthAmount",
+];
+
+/// A Funpoint body with one spelling per field (SPEC §7): no name twice,
+/// no two names equal but for case, and no documented name spelt with
+/// another case. `None`: not a form, not UTF-8, too many fields, or
+/// respelled — refused either way.
+pub fn canonical_form(body: &[u8]) -> Option<FormFields> {
+    let fields = FormFields::parse(body).ok()?;
+    if fields.respelled().is_some() {
+        return None;
+    }
+    let respelt = |name: &str| !DOCUMENTED.contains(&name) && DOCUMENTED.iter().any(|d| d.eq_ignore_ascii_case(name));
+    if fields.iter().any(|(name, _)| respelt(name)) {
+        return None;
+    }
+    Some(fields)
+}
+
+/// SPEC §7: with `verify = "mac"` the CheckMacValue must verify with the
+/// tenant's keys and algorithm (no keys: nothing verifies); `"none"` skips it.
+pub fn check_mac(section: &FunpointTenant, fields: &FormFields) -> bool {
+    match (section.verify, &section.keys) {
+        (FunpointVerify::None, _) => true,
+        (FunpointVerify::Mac, None) => false,
+        (FunpointVerify::Mac, Some(keys)) => {
+            fields.get(CHECK_MAC).is_some_and(|mac| CheckMac::verify(fields.unique(), keys, section.encrypt_type, mac))
+        }
+    }
+}
 
 fn form(parsed: &Parsed) -> Option<&FormFields> {
     match parsed {
@@ -27,9 +121,9 @@ impl Provider for Funpoint {
     }
 
     /// A form whatever the Content-Type says (Funpoint labels it text/html);
-    /// it must be UTF-8 and carry a MerchantTradeNo.
+    /// it must be UTF-8, spell each field once, and carry a MerchantTradeNo.
     fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {
-        let fields = FormFields::parse(body).ok()?;
+        let fields = canonical_form(body)?;
         fields.get("MerchantTradeNo")?;
         Some(Parsed::Form(fields))
     }
@@ -41,11 +135,8 @@ impl Provider for Funpoint {
         let Some(fields) = form(parsed) else {
             return Err(Rejection { message: "Bad Request" });
         };
-        if let Some(keys) = &section.keys {
-            let ok = fields.get(CHECK_MAC).is_some_and(|mac| CheckMac::verify(fields.unique(), keys, mac));
-            if !ok {
-                return Err(Rejection { message: "CheckMacValue Error" });
-            }
+        if !check_mac(section, fields) {
+            return Err(Rejection { message: "CheckMacValue Error" });
         }
         if let Some(expected) = &section.merchant_id {
             let given = fields.get("MerchantID").unwrap_or_default();
@@ -57,10 +148,17 @@ impl Provider for Funpoint {
     }
 
     /// MerchantID plus every other field except RtnMsg and CheckMacValue:
-    /// a resend changes RtnMsg (交易成功 → paid) and with it the MAC.
+    /// a resend changes RtnMsg (交易成功 → paid) and with it the MAC. Names
+    /// and values are ASCII-lower-cased, as the MAC's input is: two bodies
+    /// with one MAC have one key.
     fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
-        let mut fields: Vec<(&str, &str)> = form(parsed)
-            .map(|f| f.unique().into_iter().filter(|(k, _)| *k != "RtnMsg" && *k != CHECK_MAC).collect())
+        let mut fields: Vec<(String, String)> = form(parsed)
+            .map(|f| {
+                f.iter()
+                    .filter(|(k, _)| *k != "RtnMsg" && *k != CHECK_MAC)
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
+                    .collect()
+            })
             .unwrap_or_default();
         fields.sort_unstable();
         Some(hex::encode(Sha256::digest(crate::form::encode(fields).as_bytes())))
@@ -116,6 +214,25 @@ mod tests {
         assert_ne!(Funpoint.dedup_key(&first), Funpoint.dedup_key(&other));
         let other_merchant = parsed("MerchantID=2&MerchantTradeNo=A01&RtnCode=1&RtnMsg=paid&TradeNo=9");
         assert_ne!(Funpoint.dedup_key(&first), Funpoint.dedup_key(&other_merchant));
+    }
+
+    #[test]
+    fn one_spelling_per_field() {
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&RtnCode=1", None).is_some());
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&MerchantTradeNo=B01", None).is_none());
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&merchanttradeno=B01", None).is_none());
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&simulatepaid=1", None).is_none());
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&gwsr=1", None).is_some());
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&Gwsr=1", None).is_some());
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&GWSR=1", None).is_none());
+        assert!(Funpoint.parse(b"MerchantTradeNo=A01&MyOwnField=1&myownfield2=2", None).is_some());
+    }
+
+    #[test]
+    fn a_value_in_another_case_has_the_same_key() {
+        let a = parsed("MerchantID=1&MerchantTradeNo=A01&PaymentType=Credit_CreditCard");
+        let b = parsed("MerchantID=1&MerchantTradeNo=A01&PaymentType=credit_CreditCard");
+        assert_eq!(Funpoint.dedup_key(&a), Funpoint.dedup_key(&b));
     }
 
     #[test]

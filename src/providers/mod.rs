@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 
-use crate::config::{RoutingTable, Tenant};
+use crate::config::{NotifyLimits, RoutingTable, Tenant};
 use crate::form::FormFields;
 use crate::routing::{self, RouteError};
 
@@ -101,7 +101,15 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// The business key a provider's resends share (`None`: no dedup).
+    /// Scoped to the tenant by [`tenant_dedup_key`].
     fn dedup_key(&self, parsed: &Parsed) -> Option<String>;
+
+    /// Fields outside the dedup key in which a resend never differs from
+    /// its original (amounts, order ids): a "duplicate" that differs in one
+    /// is kept for the operator instead of being taken for a resend.
+    fn conflict_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// A back-office test with no money moved (Funpoint `SimulatePaid=1`).
     fn simulated(&self, _parsed: &Parsed) -> bool {
@@ -140,6 +148,34 @@ pub trait Provider: Send + Sync + 'static {
     fn tenant_took_it(&self, status: StatusCode, body: &[u8]) -> bool {
         let _ = body;
         status.is_success()
+    }
+}
+
+/// The dedup key of a callback routed to `tenant`: dedup is per tenant
+/// (SPEC §7), so a forged callback routed elsewhere cannot take a genuine
+/// one's key.
+pub fn tenant_dedup_key(provider: &dyn Provider, tenant: &Tenant, parsed: &Parsed) -> Option<String> {
+    let key = provider.dedup_key(parsed)?;
+    Some(hex::encode(Sha256::digest(format!("{}\n{key}", tenant.id.as_str()).as_bytes())))
+}
+
+/// The first of the provider's conflict fields that `new` and `original`
+/// (callbacks sharing one dedup key) both carry, with different values. A
+/// field one of them leaves out is no conflict: resends differ in shape.
+pub fn conflict(provider: &dyn Provider, new: &Parsed, original: &Parsed) -> Option<&'static str> {
+    provider.conflict_fields().iter().copied().find(|&f| match (new.field(f), original.field(f)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    })
+}
+
+/// The largest notify body `provider` takes (`[providers.<name>] max_body_bytes`).
+pub fn body_limit(provider: &dyn Provider, limits: &NotifyLimits) -> usize {
+    match provider.kind() {
+        routing::Provider::Funpoint => limits.funpoint,
+        routing::Provider::Oen => limits.oen,
+        routing::Provider::Sinopac => limits.sinopac,
+        routing::Provider::TapPay => limits.tappay,
     }
 }
 

@@ -22,9 +22,14 @@ impl Provider for Oen {
         parse_json_object(body)
     }
 
-    /// `purpose`, `id`, `status`, `success`; no dedup without an `id`.
+    /// `purpose`, `id`, `status`, `success` and the routing key
+    /// `merchantId`; no dedup without an `id`.
     fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
-        parsed.dedup_over("id", &["purpose", "id", "status", "success"])
+        parsed.dedup_over("id", &["purpose", "id", "status", "success", "merchantId"])
+    }
+
+    fn conflict_fields(&self) -> &'static [&'static str] {
+        &["amount", "currency", "orderId"]
     }
 
     fn ack(&self) -> (StatusCode, String) {

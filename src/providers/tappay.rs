@@ -20,9 +20,14 @@ impl Provider for TapPay {
         parse_json_object(body)
     }
 
-    /// `rec_trade_id` and `status`; no dedup without a `rec_trade_id`.
+    /// `rec_trade_id`, `status` and the routing key `order_number`; no
+    /// dedup without a `rec_trade_id`.
     fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
-        parsed.dedup_over("rec_trade_id", &["rec_trade_id", "status"])
+        parsed.dedup_over("rec_trade_id", &["rec_trade_id", "status", "order_number"])
+    }
+
+    fn conflict_fields(&self) -> &'static [&'static str] {
+        &["amount", "currency"]
     }
 
     fn ack(&self) -> (StatusCode, String) {

@@ -101,7 +101,7 @@ impl PgStore {
             ),
             Some(_) => sqlx::query(
                 "UPDATE callbacks SET lease_owner = $1, lease_until = $2
-                 WHERE id = $5 AND status = 'pending' AND (lease_until IS NULL OR lease_until < $3)
+                 WHERE id = $5 AND status = 'pending' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
                  RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
             ),
         };
@@ -138,13 +138,29 @@ impl PgStore {
                     .execute(&self.pool)
                     .await?
             }
-            Replay::Routed { id, tenant } => {
+            Replay::Routed { id, tenant, simulated, dedup_key } => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{SET}, tenant = $3, last_error = NULL WHERE id = $2 AND status = 'unroutable'"
+                    "{SET}, tenant = $3, last_error = NULL, simulated = $4, dedup_key = $5
+                     WHERE id = $2 AND status = 'unroutable' AND ($5::text IS NULL OR NOT EXISTS (
+                         SELECT 1 FROM callbacks o WHERE o.provider = callbacks.provider AND o.dedup_key = $5))"
                 )))
                 .bind(now)
                 .bind(id)
                 .bind(tenant)
+                .bind(*simulated)
+                .bind(dedup_key.as_deref())
+                .execute(&self.pool)
+                .await?
+            }
+            Replay::Refuse { id, tenant, reason } => {
+                sqlx::query(
+                    "UPDATE callbacks SET status = 'rejected', tenant = $3, last_error = $4, finished_at = $1
+                     WHERE id = $2 AND status = 'unroutable'",
+                )
+                .bind(now)
+                .bind(id)
+                .bind(tenant.as_deref())
+                .bind(reason)
                 .execute(&self.pool)
                 .await?
             }
@@ -160,20 +176,51 @@ impl PgStore {
     }
 
     pub async fn purge(&self, p: PurgePolicy) -> Result<Purged, StoreError> {
+        let now = p.now_ms;
         let delivered = sqlx::query("DELETE FROM callbacks WHERE status = 'delivered' AND received_at < $1")
-            .bind(now_ms() - ms(p.retention))
+            .bind(now - ms(p.retention))
             .execute(&self.pool)
             .await?
             .rows_affected();
-        let rejected = sqlx::query(
-            "DELETE FROM callbacks WHERE status IN ('rejected', 'unroutable') AND seq NOT IN (
-                 SELECT seq FROM callbacks WHERE status IN ('rejected', 'unroutable') ORDER BY seq DESC LIMIT $1)",
+        let dead = sqlx::query("DELETE FROM callbacks WHERE status = 'dead' AND finished_at < $1")
+            .bind(now - ms(p.dead_retention))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let rejected = self.over_caps("rejected", p.keep_rejected, p.keep_rejected_bytes, i64::MAX).await?;
+        let min_age = now - ms(p.unroutable_min_age);
+        let unroutable = self.over_caps("unroutable", p.keep_unroutable, p.keep_unroutable_bytes, min_age).await?;
+        let left = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(octet_length(body)), 0)::bigint AS bytes
+             FROM callbacks WHERE status = 'unroutable'",
         )
-        .bind(i64::try_from(p.keep_rejected).unwrap_or(i64::MAX))
+        .fetch_one(&self.pool)
+        .await?;
+        let cap = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let unroutable_full = left.try_get::<i64, _>("n")? >= cap(p.keep_unroutable)
+            || left.try_get::<i64, _>("bytes")? >= cap(p.keep_unroutable_bytes);
+        Ok(Purged { delivered, rejected, unroutable, dead, unroutable_full })
+    }
+
+    /// Deletes the rows of `status` beyond the newest `count` or beyond
+    /// `bytes` of body (newest first), among those received before `before`.
+    async fn over_caps(&self, status: &str, count: u64, bytes: u64, before: i64) -> Result<u64, StoreError> {
+        let cap = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(sqlx::query(
+            "DELETE FROM callbacks WHERE seq IN (
+                 SELECT seq FROM (
+                     SELECT seq, received_at, ROW_NUMBER() OVER w AS n, SUM(octet_length(body)) OVER w AS total
+                     FROM callbacks WHERE status = $1
+                     WINDOW w AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)) ranked
+                 WHERE (n > $2 OR total > $3) AND received_at < $4)",
+        )
+        .bind(status)
+        .bind(cap(count))
+        .bind(cap(bytes))
+        .bind(before)
         .execute(&self.pool)
         .await?
-        .rows_affected();
-        Ok(Purged { delivered, rejected })
+        .rows_affected())
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {

@@ -73,10 +73,7 @@ enum Op {
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
-        }
+        private_files(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -90,6 +87,12 @@ impl SqliteStore {
         sqlx::query("UPDATE callbacks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
             .execute(&mut conn)
             .await?;
+        // SQLite gives the -wal and -shm files the database's mode; make sure.
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            restrict(Path::new(&name), 0o600);
+        }
         let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(conn, rx));
@@ -203,6 +206,33 @@ impl SqliteStore {
             let _ = rx.await;
         }
         self.readers.close().await;
+    }
+}
+
+/// The store holds raw callback bodies (order numbers, ATM accounts, PII):
+/// its directory is created 0700 and the database 0600 (SPEC §7), whatever
+/// the umask. An existing database is narrowed to 0600 too.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let failed = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| StoreError::CreateDir { path, source }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed(dir))?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(failed(path))?;
+    restrict(path, 0o600);
+    Ok(())
+}
+
+/// Takes group and other permissions away from an existing file.
+fn restrict(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
     }
 }
 
@@ -625,7 +655,7 @@ async fn claim(
         ),
         Some(_) => sqlx::query(
             "UPDATE callbacks SET lease_owner = ?1, lease_until = ?2
-             WHERE id = ?5 AND +status = 'pending' AND (lease_until IS NULL OR lease_until < ?3)
+             WHERE id = ?5 AND +status = 'pending' AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
              RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts",
         ),
     };
@@ -654,13 +684,29 @@ async fn replay(conn: &mut SqliteConnection, what: &Replay, now: i64) -> Result<
                 .execute(&mut *conn)
                 .await?
         }
-        Replay::Routed { id, tenant } => {
+        Replay::Routed { id, tenant, simulated, dedup_key } => {
             sqlx::query(AssertSqlSafe(format!(
-                "{SET}, tenant = ?3, last_error = NULL WHERE id = ?2 AND status = 'unroutable'"
+                "{SET}, tenant = ?3, last_error = NULL, simulated = ?4, dedup_key = ?5
+                 WHERE id = ?2 AND status = 'unroutable' AND (?5 IS NULL OR NOT EXISTS (
+                     SELECT 1 FROM callbacks o WHERE o.provider = callbacks.provider AND o.dedup_key = ?5))"
             )))
             .bind(now)
             .bind(id.as_str())
             .bind(tenant.as_str())
+            .bind(i64::from(*simulated))
+            .bind(dedup_key.as_deref())
+            .execute(&mut *conn)
+            .await?
+        }
+        Replay::Refuse { id, tenant, reason } => {
+            sqlx::query(
+                "UPDATE callbacks SET status = 'rejected', tenant = ?3, last_error = ?4, finished_at = ?1
+                 WHERE id = ?2 AND status = 'unroutable'",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .bind(tenant.as_deref())
+            .bind(reason.as_str())
             .execute(&mut *conn)
             .await?
         }
@@ -675,7 +721,8 @@ async fn replay(conn: &mut SqliteConnection, what: &Replay, now: i64) -> Result<
     Ok(done.rows_affected())
 }
 
-async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result<Purged, sqlx::Error> {
+async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, _now: i64) -> Result<Purged, sqlx::Error> {
+    let now = p.now_ms;
     let delivered = sqlx::query(
         "DELETE FROM callbacks INDEXED BY callbacks_received WHERE +status = 'delivered' AND received_at < ?1",
     )
@@ -683,15 +730,53 @@ async fn purge(conn: &mut SqliteConnection, p: &PurgePolicy, now: i64) -> Result
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    let rejected = sqlx::query(
-        "DELETE FROM callbacks WHERE status IN ('rejected', 'unroutable') AND seq NOT IN (
-             SELECT seq FROM callbacks WHERE status IN ('rejected', 'unroutable') ORDER BY seq DESC LIMIT ?1)",
+    let dead = sqlx::query("DELETE FROM callbacks WHERE status = 'dead' AND finished_at < ?1")
+        .bind(now - ms(p.dead_retention))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let rejected = over_caps(conn, "rejected", p.keep_rejected, p.keep_rejected_bytes, i64::MAX).await?;
+    let unroutable =
+        over_caps(conn, "unroutable", p.keep_unroutable, p.keep_unroutable_bytes, now - ms(p.unroutable_min_age))
+            .await?;
+    let left = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(length(body)), 0) AS bytes FROM callbacks WHERE status = 'unroutable'",
     )
-    .bind(i64::try_from(p.keep_rejected).unwrap_or(i64::MAX))
+    .fetch_one(&mut *conn)
+    .await?;
+    let unroutable_full = left.try_get::<i64, _>("n")? >= cap(p.keep_unroutable)
+        || left.try_get::<i64, _>("bytes")? >= cap(p.keep_unroutable_bytes);
+    Ok(Purged { delivered, rejected, unroutable, dead, unroutable_full })
+}
+
+fn cap(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Deletes the rows of `status` beyond the newest `count` or beyond
+/// `bytes` of body (newest first), among those received before `before`.
+async fn over_caps(
+    conn: &mut SqliteConnection,
+    status: &str,
+    count: u64,
+    bytes: u64,
+    before: i64,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM callbacks WHERE seq IN (
+             SELECT seq FROM (
+                 SELECT seq, received_at, ROW_NUMBER() OVER w AS n, SUM(length(body)) OVER w AS total
+                 FROM callbacks WHERE status = ?1
+                 WINDOW w AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING))
+             WHERE (n > ?2 OR total > ?3) AND received_at < ?4)",
+    )
+    .bind(status)
+    .bind(cap(count))
+    .bind(cap(bytes))
+    .bind(before)
     .execute(&mut *conn)
     .await?
-    .rows_affected();
-    Ok(Purged { delivered, rejected })
+    .rows_affected())
 }
 
 #[cfg(test)]

@@ -124,16 +124,49 @@ pub enum Outcome {
     Dead,
 }
 
+/// What the purger keeps. Rejected and unroutable rows have caps of their
+/// own (by count and by bytes of body, newest kept), so that junk refused
+/// in bulk cannot push out an unroutable callback (which may be the only
+/// copy of a real payment); unroutable rows younger than
+/// `unroutable_min_age` are never purged by the caps.
 #[derive(Debug, Clone, Copy)]
 pub struct PurgePolicy {
+    /// The time the purge runs at (unix ms): an injected clock for tests.
+    pub now_ms: i64,
     pub retention: Duration,
+    pub dead_retention: Duration,
     pub keep_rejected: u64,
+    pub keep_rejected_bytes: u64,
+    pub keep_unroutable: u64,
+    pub keep_unroutable_bytes: u64,
+    pub unroutable_min_age: Duration,
+}
+
+impl PurgePolicy {
+    /// `retention` for delivered rows and `keep` rows of each refused kind,
+    /// with no byte caps, no minimum age and no dead-row retention.
+    pub fn simple(now_ms: i64, retention: Duration, keep: u64) -> Self {
+        Self {
+            now_ms,
+            retention,
+            dead_retention: Duration::MAX,
+            keep_rejected: keep,
+            keep_rejected_bytes: u64::MAX,
+            keep_unroutable: keep,
+            keep_unroutable_bytes: u64::MAX,
+            unroutable_min_age: Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub delivered: u64,
     pub rejected: u64,
+    pub unroutable: u64,
+    pub dead: u64,
+    /// The unroutable rows left still fill a cap (all are young).
+    pub unroutable_full: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,8 +198,12 @@ pub struct CallbackDetail {
 pub enum Replay {
     /// One callback, if its status is one of `from`.
     One { id: String, from: Vec<Status> },
-    /// One unroutable callback, now routed to `tenant`.
-    Routed { id: String, tenant: String },
+    /// One unroutable callback, now routed to `tenant`, with what a fresh
+    /// callback gets (SPEC §7): its simulated mark and its dedup key. Not
+    /// moved when another callback of its provider holds that key.
+    Routed { id: String, tenant: String, simulated: bool, dedup_key: Option<String> },
+    /// One unroutable callback refused on replay (rejected, with why).
+    Refuse { id: String, tenant: Option<String>, reason: String },
     /// Every dead callback of a tenant (the morning after its outage).
     DeadOf { tenant: String },
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(15);
-pub const TOKEN: &str = "adm-7f3e9c1d-token";
+pub const TOKEN: &str = "adm-7f3e9c1d-token-0123456789abcdef";
 
 /// The shop fixture with the admin side on; shop's deliveries go to a port
 /// that is bound but never answers until `MockServer::start_on(listener)`.
@@ -38,6 +38,7 @@ base_url = "{other_url}"
 allow_http = true
 order_suffix = "02"
 [tenants.funpoint]
+verify = "none"
 {extra}
 "#
     )
@@ -225,7 +226,7 @@ async fn rejected_is_never_replayed_and_unroutable_is_routed_with_todays_table()
     let third = MockServer::start().await;
     let shop_url = format!("http://{}", ops.down.as_ref().unwrap().local_addr().unwrap());
     let extra = format!(
-        "\n[[tenants]]\nid = \"third\"\nbase_url = \"{}\"\nallow_http = true\norder_suffix = \"03\"\n[tenants.funpoint]\n",
+        "\n[[tenants]]\nid = \"third\"\nbase_url = \"{}\"\nallow_http = true\norder_suffix = \"03\"\n[tenants.funpoint]\nverify = \"none\"\n",
         third.url()
     );
     let config = payrelay::config::parse(&ops_config(&shop_url, &ops.other.url(), &extra), &|_| None).unwrap();

@@ -25,7 +25,11 @@ fn stderr(o: &Output) -> String {
 fn check_passes_the_repository_table_and_prints_no_secret() {
     let o = payrelay(
         &["check"],
-        &[("PAYGO_HASH_KEY", STAGE_KEY), ("PAYGO_HASH_IV", STAGE_IV), ("PAYRELAY_ADMIN_TOKEN", "adm-tok-123456")],
+        &[
+            ("PAYGO_HASH_KEY", STAGE_KEY),
+            ("PAYGO_HASH_IV", STAGE_IV),
+            ("PAYRELAY_ADMIN_TOKEN", "adm-tok-123456-0123456789abcdefghij"),
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
@@ -41,8 +45,8 @@ fn check_passes_the_repository_table_and_prints_no_secret() {
         assert!(out.contains(&format!("order suffix  {suffix}\n")), "{out}");
     }
     assert!(out.contains("https://paygo.tw/funpoint_r.php"));
-    assert!(out.contains("verified (keys set)"));
-    for secret in [STAGE_KEY, STAGE_IV, "adm-tok-123456"] {
+    assert!(out.contains("verified (keys set, SHA-256)"));
+    for secret in [STAGE_KEY, STAGE_IV, "adm-tok-123456-0123456789abcdefghij"] {
         assert!(!out.contains(secret) && !stderr(&o).contains(secret), "check printed a secret");
     }
 }

@@ -199,13 +199,14 @@ async fn retention_purges_old_delivered_rows_and_caps_rejected_ones() {
     }
     let store = f.app.state.store();
     // Nothing is old enough yet.
-    let kept = PurgePolicy { retention: Duration::from_secs(3600), keep_rejected: 100 };
+    let kept = PurgePolicy::simple(payrelay::store::now_ms(), Duration::from_secs(3600), 100);
     assert_eq!(store.purge(kept).await.unwrap(), Default::default());
     let newest_rejected: Vec<String> =
         f.app.rows().await.iter().filter(|r| r.status == Status::Rejected).take(2).map(|r| r.id.clone()).collect();
 
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let purged = store.purge(PurgePolicy { retention: Duration::from_millis(1), keep_rejected: 2 }).await.unwrap();
+    // The purge as it runs a minute from now (an injected clock, no sleep).
+    let later = payrelay::store::now_ms() + 60_000;
+    let purged = store.purge(PurgePolicy::simple(later, Duration::from_secs(1), 2)).await.unwrap();
     assert_eq!((purged.delivered, purged.rejected), (3, 3));
     let left: Vec<String> = f.app.rows().await.iter().map(|r| r.id.clone()).collect();
     assert_eq!(left, newest_rejected, "the newest rejected rows stay");

@@ -174,10 +174,19 @@ async fn an_unknown_order_suffix_is_8000212() {
 }
 
 #[tokio::test]
-async fn a_tenant_without_keys_relays_without_checking() {
+async fn a_tenant_without_keys_refuses_a_checkmacvalue_unless_it_says_verify_none() {
     need_backend!();
+    // SPEC §7: tenant "other" (suffix 02) has no keys and verifies by
+    // default, so nothing it is sent verifies.
     let f = Fixture::start().await;
-    // Tenant "other" (suffix 02) has no keys.
+    let res = f.app.post_form("/funpoint/return", "MerchantTradeNo=FP02&RtnCode=1&CheckMacValue=WRONG").await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("8000213"));
+    // Without a CheckMacValue there is nothing to check.
+    let res = f.app.post_form("/funpoint/return", "MerchantTradeNo=FP02&RtnCode=1").await;
+    assert_eq!(res.status(), 200);
+    // With verify = "none" it relays without checking.
+    let f = Fixture::with_extra("verify = \"none\"").await;
     let res = f.app.post_form("/funpoint/return", "MerchantTradeNo=FP02&RtnCode=1&CheckMacValue=WRONG").await;
     assert_eq!(res.status(), 200);
     let (action, _) = relayed(&res.text().await.unwrap());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::helpers::*;
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const ADMIN: &str = "adm-3c5e7a9b-secret";
+const ADMIN: &str = "adm-3c5e7a9b-secret-0123456789abcdef";
 const CHECKOUT_TOKEN: &str = "tok-9d8c7b6a-buyer-secret";
 
 fn config(dir: &std::path::Path, tenant: &str, provider: &str, extra_tenant: &str) -> String {
@@ -84,7 +84,7 @@ async fn a_reload_under_steady_load_drops_nothing_and_the_new_tenant_routes_at_o
     eventually("load under way", Duration::from_secs(10), || sent.load(Ordering::Relaxed) > 100).await;
 
     let extra = format!(
-        "\n[[tenants]]\nid = \"newbie\"\nbase_url = \"{}\"\nallow_http = true\norder_suffix = \"07\"\n[tenants.funpoint]\n",
+        "\n[[tenants]]\nid = \"newbie\"\nbase_url = \"{}\"\nallow_http = true\norder_suffix = \"07\"\n[tenants.funpoint]\nhash_key = \"{STAGE_KEY}\"\nhash_iv = \"{STAGE_IV}\"\n",
         newbie.url()
     );
     std::fs::write(&cfg, config(dir.path(), &tenant.url(), "http://127.0.0.1:18110", &extra)).unwrap();

@@ -156,14 +156,14 @@ async fn f1_a_notify_with_hundreds_of_fields_or_an_oversized_body_is_refused_in_
 
 // Every answer on a notify path is in the provider's grammar (SPEC §4).
 
-#[tokio::test]
+// Blocking sockets below: the gateway needs a worker thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_paths_answer_even_middleware_errors_in_the_grammar() {
     need_backend!();
     let g = Gw::start("").await;
     let addr = g.app.addr;
-    let declared = |path: &str| {
-        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n")
-    };
+    let declared =
+        |path: &str| format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n");
     let a = raw(&addr, declared("/funpoint/notify").as_bytes());
     assert!(a.starts_with("HTTP/1.1 413"), "{a}");
     assert_eq!(body_of(&a), "0|Request Too Large");
@@ -401,7 +401,7 @@ async fn f6_replaying_an_unroutable_callback_drops_simulations_and_keeps_dedup()
     assert_eq!(replay(real_id.clone()).await, 202);
     g.app.until_status(&real_id, Status::Delivered, WAIT).await;
     // Funpoint resends it: a duplicate of the replayed one, not a new delivery.
-    assert_eq!(g.post("/funpoint/notify", &real.replace("RtnMsg=paid", "RtnMsg=resent")).await.0, 200);
+    assert_eq!(g.post("/funpoint/notify", &notification("REAL0007", "T8", "resent")).await.0, 200);
     g.settle(0).await;
     let to_shop7: Vec<_> = g.shop.received().into_iter().filter(|r| r.path_and_query == "/funpoint_r.php").collect();
     assert_eq!(to_shop7.len(), 1, "{to_shop7:?}");
@@ -413,11 +413,14 @@ async fn f6_replaying_an_unroutable_callback_drops_simulations_and_keeps_dedup()
 #[tokio::test]
 async fn f8_resends_to_an_inline_tenant_do_not_burn_the_retry_schedule() {
     need_backend!();
-    let text = config("http://127.0.0.1:1", "http://127.0.0.1:1", "")
-        .replace("id = \"alpha\"\nbase_url = \"http://127.0.0.1:1\"", "id = \"alpha\"\nbase_url = \"http://127.0.0.1:1\"\nack = \"delivered\"");
+    let text = config("http://127.0.0.1:1", "http://127.0.0.1:1", "").replace(
+        "id = \"alpha\"\nbase_url = \"http://127.0.0.1:1\"",
+        "id = \"alpha\"\nbase_url = \"http://127.0.0.1:1\"\nack = \"delivered\"",
+    );
     let app = spawn_app(&text).await;
     let body = r#"{"rec_trade_id":"INLINE1","status":0,"order_number":"IN0011"}"#;
-    let post = || async { app.client.post(app.url("/tappay/notify")).body(body).send().await.unwrap().status().as_u16() };
+    let post =
+        || async { app.client.post(app.url("/tappay/notify")).body(body).send().await.unwrap().status().as_u16() };
     assert_eq!(post().await, 503);
     let id = app.rows().await[0].id.clone();
     app.until_attempts(&id, 1, WAIT).await;
@@ -457,7 +460,8 @@ async fn f11_the_cvs_passthrough_is_sandboxed_and_redirects_only_to_payment_orig
     need_backend!();
     let f = Fixture::start().await;
     f.tenant_answers("CVS", "");
-    f.provider.reply(Reply::text(200, "<html><script>steal()</script></html>").with_header("content-type", "text/html"));
+    f.provider
+        .reply(Reply::text(200, "<html><script>steal()</script></html>").with_header("content-type", "text/html"));
     let res = f.app.post_form("/funpoint/checkout", CHECKOUT).await;
     assert_eq!(res.status().as_u16(), 200);
     let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
@@ -545,18 +549,20 @@ async fn f16_an_environment_proxy_is_not_used_for_deliveries() {
     let path = dir.path().join("routes.toml");
     std::fs::write(&path, shop_tenant(&tenant.url())).unwrap();
     let proxy_url = proxy.url();
-    let env = [("HTTP_PROXY", proxy_url.as_str()), ("http_proxy", proxy_url.as_str()), ("ALL_PROXY", proxy_url.as_str())];
+    let env =
+        [("HTTP_PROXY", proxy_url.as_str()), ("http_proxy", proxy_url.as_str()), ("ALL_PROXY", proxy_url.as_str())];
     // Killed when dropped, also when an assertion below fails.
     let served = Served::start_with_env(&path, &env);
     let body = notification("PX0001", "T1", "paid");
-    let res = reqwest::Client::new().post(format!("http://{}/funpoint/notify", served.addr)).body(body.clone()).send().await;
+    let res =
+        reqwest::Client::new().post(format!("http://{}/funpoint/notify", served.addr)).body(body.clone()).send().await;
     assert_eq!(res.unwrap().status().as_u16(), 200);
     eventually("the delivery", WAIT, || tenant.received().iter().any(|r| r.body.as_ref() == body.as_bytes())).await;
     drop(served);
     assert!(proxy.received().is_empty(), "the proxy saw {:?}", proxy.received());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f17_connections_over_the_cap_are_refused_at_once() {
     need_backend!();
     let g = Gw::start("[server]\nmax_connections = 3").await;

@@ -18,6 +18,11 @@ async fn open(dir: &tempfile::TempDir) -> Store {
         url: storage_url(&dir.path().join("payrelay.db")),
         retention: Duration::from_secs(3600),
         keep_rejected: 10,
+        keep_rejected_bytes: 1 << 20,
+        keep_unroutable: 10,
+        keep_unroutable_bytes: 1 << 20,
+        unroutable_min_age: Duration::from_secs(3600),
+        dead_retention: Duration::from_secs(3600),
         lease: Duration::from_secs(30),
         pool_size: 8,
         connect_timeout: Duration::from_secs(3),
@@ -182,16 +187,16 @@ async fn purge_keeps_the_newest_rejected_rows_and_recent_deliveries() {
     let mut ok = attempt(1);
     ok.status_code = Some(200);
     store.record(seq, ok, Outcome::Delivered).await.unwrap();
-    let purged = store.purge(PurgePolicy { retention: Duration::from_secs(3600), keep_rejected: 10 }).await.unwrap();
-    assert_eq!((purged.delivered, purged.rejected), (0, 5));
+    // 8 rejected and 7 unroutable; each kind keeps its newest 5.
+    let purged = store.purge(PurgePolicy::simple(now_ms(), Duration::from_secs(3600), 5)).await.unwrap();
+    assert_eq!((purged.delivered, purged.rejected, purged.unroutable), (0, 3, 2));
     let rows = store.list(&payrelay::store::ListFilter { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(rows.len(), 11);
     assert!(rows.iter().any(|r| r.status == Status::Delivered));
     let kept: Vec<String> = rows.iter().filter(|r| r.status != Status::Delivered).map(|r| r.seq.to_string()).collect();
     assert_eq!(kept.len(), 10, "the newest ten refused rows");
     let received = rows.iter().find(|r| r.status == Status::Delivered).unwrap().received_at_ms;
-    eventually("the clock to pass the delivery", Duration::from_secs(1), || now_ms() > received).await;
-    let purged = store.purge(PurgePolicy { retention: Duration::ZERO, keep_rejected: 10 }).await.unwrap();
+    let purged = store.purge(PurgePolicy::simple(received + 1, Duration::ZERO, 10)).await.unwrap();
     assert_eq!(purged.delivered, 1, "older than a zero retention");
     store.close().await;
 }

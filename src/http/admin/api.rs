@@ -139,7 +139,9 @@ pub async fn replay_dead(State(state): State<AppState>, Path(tenant): Path<Strin
 fn replay_error(e: &ReplayError) -> Response {
     match e {
         ReplayError::NotFound => error(StatusCode::NOT_FOUND, "no such callback"),
-        ReplayError::Rejected | ReplayError::StillUnroutable(_) => error(StatusCode::CONFLICT, &e.to_string()),
+        ReplayError::Rejected | ReplayError::StillUnroutable(_) | ReplayError::Refused(_) => {
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
         ReplayError::Store(e) => store_error(e),
     }
 }

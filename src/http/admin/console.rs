@@ -40,6 +40,8 @@ struct ListPage {
     status: String,
     provider: String,
     tenant: String,
+    /// The bulk replay form's action, the tenant percent-encoded into it.
+    tenant_action: String,
     next: Option<String>,
     notice: Option<String>,
     error: Option<String>,
@@ -82,7 +84,11 @@ pub struct Notice {
 fn notice_text(n: &Notice) -> Option<String> {
     match n.done.as_deref()? {
         "replayed" => Some("Queued again: the worker delivers it within a second.".to_owned()),
-        other => other.strip_prefix("replayed-").map(|n| format!("{n} dead callbacks queued again.")),
+        // Only a count: anything else would be text a link could put on the page.
+        other => other
+            .strip_prefix("replayed-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(|n| format!("{n} dead callbacks queued again.")),
     }
 }
 
@@ -106,6 +112,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>, Que
         status: given(&q.status),
         provider: given(&q.provider),
         tenant: given(&q.tenant),
+        tenant_action: format!("/admin/tenants/{}/replay-dead", encode_path(&given(&q.tenant))),
         next: None,
         notice: notice_text(&notice),
         error: None,
@@ -224,7 +231,7 @@ pub async fn replay_dead(State(state): State<AppState>, Path(tenant): Path<Strin
 fn replay_error(e: &ReplayError) -> Response {
     let status = match e {
         ReplayError::NotFound => StatusCode::NOT_FOUND,
-        ReplayError::Rejected | ReplayError::StillUnroutable(_) => StatusCode::CONFLICT,
+        ReplayError::Rejected | ReplayError::StillUnroutable(_) | ReplayError::Refused(_) => StatusCode::CONFLICT,
         ReplayError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, format!("{e}\n")).into_response()

@@ -19,7 +19,12 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use subtle::ConstantTimeEq;
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
 use super::AppState;
+use super::client_ip::client_ip;
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -37,24 +42,56 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 /// 404 when the admin side is off, 401 without the token, 403 for a
 /// cross-site form post; otherwise on to the handler.
+/// Wrong tokens are logged with the address they came from; an address that
+/// sends more than a few a minute is answered 429 for a minute without its
+/// token being looked at. No admin answer is cached (they hold raw bodies).
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let config = state.config();
     let Some(token) = config.admin.token.as_ref().map(|t| t.expose().to_owned()) else {
         return super::not_found().await.into_response();
     };
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>();
+    let ip = client_ip(req.headers(), peer, &config.server.trusted_proxies);
+    let scheme = scheme(req.headers(), peer, &config.server.trusted_proxies);
     drop(config);
+    let throttle = state.admin_failure_throttle();
+    if throttle.is_blocked(ip) {
+        return no_store(
+            (StatusCode::TOO_MANY_REQUESTS, "too many wrong admin tokens; try again in a minute\n").into_response(),
+        );
+    }
     if !authorized(req.headers(), &token) {
+        let presented = req.headers().contains_key(header::AUTHORIZATION);
+        if presented {
+            tracing::warn!(remote = %ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()), "admin: wrong token");
+            throttle.fail(ip);
+        }
         let mut response = (StatusCode::UNAUTHORIZED, "admin token required\n").into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static(r#"Basic realm="payrelay admin", charset="UTF-8""#),
         );
-        return response;
+        return no_store(response);
     }
-    if req.method() == Method::POST && cross_site(req.headers()) {
-        return (StatusCode::FORBIDDEN, "cross-site admin request refused\n").into_response();
+    if req.method() == Method::POST && cross_site(req.headers(), scheme) {
+        return no_store((StatusCode::FORBIDDEN, "cross-site admin request refused\n").into_response());
     }
-    next.run(req).await
+    no_store(next.run(req).await)
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The scheme the browser used: what a trusted proxy says it was
+/// (`X-Forwarded-Proto`), else plain http (payrelay itself serves no TLS).
+fn scheme(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>, trusted: &[ipnet::IpNet]) -> &'static str {
+    let from_proxy = peer.is_some_and(|p| trusted.iter().any(|net| net.contains(&p.0.ip())));
+    match headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
+        Some(p) if from_proxy && p.trim().eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    }
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
@@ -83,14 +120,14 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 
 /// A browser's POST from another site (Basic credentials are sent along
 /// with those too): refused. Tools that send neither header pass.
-fn cross_site(headers: &HeaderMap) -> bool {
+fn cross_site(headers: &HeaderMap, scheme: &str) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return !matches!(site, "same-origin" | "none");
     }
     match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), headers.get(header::HOST)) {
         (Some(origin), Some(host)) => {
             let host = host.to_str().unwrap_or_default();
-            origin.split_once("://").map(|(_, h)| h) != Some(host)
+            origin != format!("{scheme}://{host}")
         }
         _ => false,
     }
@@ -123,15 +160,16 @@ mod tests {
     #[test]
     fn cross_site_posts_are_spotted() {
         let mut h = HeaderMap::new();
-        assert!(!cross_site(&h), "curl sends neither header");
+        assert!(!cross_site(&h, "http"), "curl sends neither header");
         h.insert(header::HOST, HeaderValue::from_static("gw.example:8080"));
         h.insert(header::ORIGIN, HeaderValue::from_static("http://gw.example:8080"));
-        assert!(!cross_site(&h));
+        assert!(!cross_site(&h, "http"));
+        assert!(cross_site(&h, "https"), "the scheme counts");
         h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert!(cross_site(&h));
+        assert!(cross_site(&h, "http"));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(!cross_site(&h), "the browser's own word wins");
+        assert!(!cross_site(&h, "http"), "the browser's own word wins");
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(cross_site(&h));
+        assert!(cross_site(&h, "http"));
     }
 }
