@@ -10,5 +10,11 @@ fuzz_target!(|data: &[u8]| {
         let again = encode(fields.iter());
         let reparsed = FormFields::parse(again.as_bytes()).expect("an encoded form decodes");
         assert_eq!(fields.unique(), reparsed.unique());
+        assert_eq!(fields.respelled(), reparsed.respelled());
+        assert!(fields.iter().count() <= payrelay::form::MAX_FIELDS);
+    }
+    // The one-spelling rule never accepts a body with a name twice.
+    if let Some(canonical) = payrelay::providers::funpoint::canonical_form(data) {
+        assert!(canonical.respelled().is_none());
     }
 });

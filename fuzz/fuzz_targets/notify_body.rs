@@ -44,6 +44,8 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(tenant) = provider.route(&TABLE, &parsed, path_tenant) {
             let _ = provider.verify(tenant, &parsed);
             let _ = provider.notify_path(tenant);
+            let _ = payrelay::providers::tenant_dedup_key(provider, tenant, &parsed);
+            let _ = payrelay::providers::conflict(provider, &parsed, &parsed);
         }
     }
 });
