@@ -322,17 +322,23 @@ async fn f5_f7_caps_keep_rejected_small_and_young_unroutable_safe() {
         let forged = format!("MerchantTradeNo=F{i}02&pad={}", "y".repeat(4000));
         assert_eq!(g.post("/funpoint/notify", &forged).await.0, 400);
     }
-    let purged = payrelay::delivery::purge_at(&g.app.state, payrelay::store::now_ms()).await.unwrap();
+    let purged = payrelay::delivery::purge_at(g.app.state.worker(), payrelay::store::now_ms()).await.unwrap();
     assert!(purged.rejected >= 5, "{purged:?}");
     let rows = g.app.rows().await;
     let rejected: Vec<_> = rows.iter().filter(|r| r.status == Status::Rejected).collect();
     assert!(rejected.len() <= 3, "{rejected:?}");
-    // 8 × 30 KB of junk and one genuine webhook, all younger than an hour:
-    // over the cap, none is evicted, and further unroutables are not kept.
+    // 8 × 30 KB of junk after one genuine webhook, all younger than an hour:
+    // over the cap, none is evicted (the genuine one stays), and once the
+    // caps are full further unroutables are not kept. (The purger's own
+    // first round may have found the caps full already, part-way through.)
+    assert_eq!(purged.unroutable, 0, "{purged:?}");
+    assert!(purged.unroutable_full, "{purged:?}");
     let unroutable: Vec<_> = rows.iter().filter(|r| r.status == Status::Unroutable).collect();
-    assert_eq!(unroutable.len(), 9);
+    assert!(unroutable.len() >= 2, "{unroutable:?}");
+    let oldest = unroutable.last().unwrap();
+    assert_eq!(g.app.detail(&oldest.id).await.body.as_ref(), genuine.as_bytes());
     assert_eq!(g.post("/oen/notify", r#"{"id":"late","merchantId":"late"}"#).await.0, 400);
-    assert_eq!(g.count(Status::Unroutable).await, 9, "the store is full of young unroutables");
+    assert_eq!(g.count(Status::Unroutable).await, unroutable.len(), "the store is full of young unroutables");
 }
 
 #[tokio::test]
@@ -348,7 +354,7 @@ async fn f5_the_byte_cap_and_dead_retention_purge() {
         assert_eq!(g.post("/oen/notify", &format!(r#"{{"id":"u{i}","merchantId":"none"}}"#)).await.0, 400);
     }
     // The purge as it will run two minutes from now (an injected clock).
-    payrelay::delivery::purge_at(&g.app.state, payrelay::store::now_ms() + 120_000).await.unwrap();
+    payrelay::delivery::purge_at(g.app.state.worker(), payrelay::store::now_ms() + 120_000).await.unwrap();
     let rows = g.app.rows().await;
     let rejected: Vec<_> = rows.iter().filter(|r| r.status == Status::Rejected).collect();
     assert_eq!(rejected.len(), 3, "3 × 3 KB fit in 10 000 bytes: {rejected:?}");
