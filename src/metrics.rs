@@ -13,18 +13,17 @@
 //! - `payrelay_callbacks{status}` and `payrelay_oldest_pending_age_seconds`
 //!   — gauges read from the store at each scrape.
 //! - `payrelay_config_reloads_total{result="ok"|"error"}`.
+//! - `payrelay_connections_refused_total`, `payrelay_log_lines_dropped_total`.
+//!
+//! Plain recording functions, a leaf of the module tree; the HTTP side
+//! (the `/metrics` route, the request counter) is `http::metrics`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::http::AppState;
-use crate::store::{Status, now_ms};
+use crate::store::{Stats, Status, now_ms};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -86,36 +85,14 @@ pub fn reload(ok: bool) {
     metrics::counter!("payrelay_config_reloads_total", "result" => if ok { "ok" } else { "error" }).increment(1);
 }
 
-/// Counts every request by its route template and answer status.
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let response = next.run(req).await;
-    metrics::counter!("payrelay_http_requests_total", "route" => route, "status" => response.status().as_u16().to_string())
-        .increment(1);
-    response
-}
-
-/// `GET /metrics`: the store's gauges, refreshed, then everything.
-pub async fn render(State(state): State<AppState>) -> Response {
-    let Some(handle) = handle() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response();
-    };
-    match tokio::time::timeout(Duration::from_secs(2), state.store().stats()).await {
-        Ok(Ok(stats)) => {
-            for status in [Status::Pending, Status::Delivered, Status::Dead, Status::Rejected, Status::Unroutable] {
-                let n = stats.by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
-                #[allow(clippy::cast_precision_loss)]
-                metrics::gauge!("payrelay_callbacks", "status" => status.as_str()).set(n as f64);
-            }
-            let age = stats.oldest_pending_ms.map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
-            metrics::gauge!("payrelay_oldest_pending_age_seconds").set(age);
-        }
-        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: storage does not answer"),
-        Err(_) => tracing::warn!("metrics: storage did not answer in time"),
+/// The gauges read from the store at each scrape.
+pub fn store_gauges(stats: &Stats) {
+    for status in [Status::Pending, Status::Delivered, Status::Dead, Status::Rejected, Status::Unroutable] {
+        let n = stats.by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("payrelay_callbacks", "status" => status.as_str()).set(n as f64);
     }
-    let mut response = handle.render().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    response
+    #[allow(clippy::cast_precision_loss)]
+    let age = stats.oldest_pending_ms.map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
+    metrics::gauge!("payrelay_oldest_pending_age_seconds").set(age);
 }

@@ -13,8 +13,10 @@ use tokio::net::TcpListener;
 
 use tokio_util::sync::CancellationToken;
 
+use arc_swap::ArcSwap;
+
 use crate::config::{self, Config, ConfigError};
-use crate::delivery;
+use crate::delivery::{self, Handle, Worker};
 use crate::http::{self, AppState};
 use crate::store::Store;
 
@@ -44,7 +46,9 @@ impl Application {
         log_warnings(&config);
         let header_timeout = config.server.request_timeout;
         let (max_body, request_timeout) = (config.server.max_body_bytes, config.server.request_timeout);
-        let (state, handoff) = AppState::new(config, client, store);
+        let config = std::sync::Arc::new(ArcSwap::from_pointee(config));
+        let (handle, handoff) = Handle::channel();
+        let state = AppState::new(config.clone(), Worker::new(config, client, store), handle);
         let router = http::router(state.clone(), max_body, request_timeout);
         Ok(Self { listener, state, handoff, router, header_timeout })
     }
@@ -62,8 +66,11 @@ impl Application {
     /// attempts and give back its leases, and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let background = CancellationToken::new();
-        let worker = tokio::spawn(delivery::run_worker(self.state.clone(), self.handoff, background.clone()));
-        let purger = tokio::spawn(delivery::run_purger(self.state.clone(), background.clone()));
+        let worker = tokio::spawn(delivery::run_worker(self.state.worker().clone(), self.handoff, background.clone()));
+        let upkeep = self.state.clone();
+        let purger = tokio::spawn(delivery::run_purger(self.state.worker().clone(), background.clone(), move || {
+            upkeep.forget_idle()
+        }));
         match self.listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, "payrelay listening"),
             Err(e) => tracing::info!(error = %e, "payrelay listening (address unknown)"),

@@ -4,6 +4,7 @@
 //! gives back every lease it still holds; on start it simply claims what is
 //! due, so pending deliveries resume after any restart.
 
+mod context;
 mod schedule;
 mod send;
 mod sign;
@@ -15,11 +16,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use context::{Handle, Worker};
 pub use schedule::next_outcome;
 pub use send::attempt;
 pub use sign::sign;
 
-use crate::http::AppState;
 use crate::store::{Claimed, PurgePolicy, Purged, StoreError};
 
 /// Attempts in flight at once, per instance.
@@ -37,10 +38,10 @@ pub struct Handoff {
 }
 
 /// Runs until `shutdown` is cancelled, then drains and releases its leases.
-pub async fn run_worker(state: AppState, mut handoff: mpsc::Receiver<Handoff>, shutdown: CancellationToken) {
+pub async fn run_worker(state: Worker, mut handoff: mpsc::Receiver<Handoff>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let tracker = TaskTracker::new();
-    let owner = state.instance_id().to_owned();
+    let owner = state.owner().to_owned();
     tracing::info!(owner, concurrency = CONCURRENCY, "delivery worker started");
     let mut next_poll = tokio::time::Instant::now();
     loop {
@@ -81,7 +82,7 @@ pub async fn run_worker(state: AppState, mut handoff: mpsc::Receiver<Handoff>, s
 
 /// Claims what is due in the store (retries, work left by a restart or by
 /// another instance) as long as there are free slots and due rows.
-async fn poll(state: &AppState, owner: &str, permits: &Arc<Semaphore>, tracker: &TaskTracker) {
+async fn poll(state: &Worker, owner: &str, permits: &Arc<Semaphore>, tracker: &TaskTracker) {
     loop {
         let free = permits.available_permits();
         if free == 0 {
@@ -113,7 +114,7 @@ async fn poll(state: &AppState, owner: &str, permits: &Arc<Semaphore>, tracker: 
 /// soon as the tenant has answered, before the record is written. Storage
 /// errors are logged: the lease then expires and the attempt is made again
 /// (at least once, never lost).
-pub async fn deliver(state: &AppState, callback: Claimed, permit: Option<OwnedSemaphorePermit>) -> bool {
+pub async fn deliver(state: &Worker, callback: Claimed, permit: Option<OwnedSemaphorePermit>) -> bool {
     let config = state.config();
     let (record, outcome) = attempt(state.client(), &config, &callback).await;
     drop(permit);
@@ -148,7 +149,7 @@ pub async fn deliver(state: &AppState, callback: Claimed, permit: Option<OwnedSe
 /// One round of retention and caps, as the purger runs it, at `now_ms`
 /// (the purger passes the time; tests pass a later one instead of waiting).
 /// Also tells the notify path whether unroutable rows fill their caps.
-pub async fn purge_at(state: &AppState, now_ms: i64) -> Result<Purged, StoreError> {
+pub async fn purge_at(state: &Worker, now_ms: i64) -> Result<Purged, StoreError> {
     let s = &state.config().storage;
     let policy = PurgePolicy {
         now_ms,
@@ -176,7 +177,8 @@ pub async fn purge_at(state: &AppState, now_ms: i64) -> Result<Purged, StoreErro
 
 /// Retention and the caps on refused rows: at start, then every
 /// [`PURGE_EVERY`] (SPEC: at least once a minute; the caps want it sooner).
-pub async fn run_purger(state: AppState, shutdown: CancellationToken) {
+/// `each_round` runs after every purge (the HTTP layer's own upkeep).
+pub async fn run_purger(state: Worker, shutdown: CancellationToken, each_round: impl Fn() + Send) {
     loop {
         match purge_at(&state, crate::store::now_ms()).await {
             Ok(p) if p.delivered + p.rejected + p.unroutable + p.dead > 0 => tracing::info!(
@@ -189,8 +191,7 @@ pub async fn run_purger(state: AppState, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed; trying again next round"),
         }
-        state.refused_throttle().forget_idle();
-        state.admin_failure_throttle().forget_idle();
+        each_round();
         tokio::select! {
             () = tokio::time::sleep(PURGE_EVERY) => {}
             () = shutdown.cancelled() => return,

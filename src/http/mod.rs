@@ -8,6 +8,7 @@ mod client_ip;
 mod cors;
 mod funpoint_return;
 mod health;
+mod metrics;
 mod notify;
 mod page;
 mod returns;
@@ -64,8 +65,8 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/readyz", get(health::readyz))
         .merge(legacy)
         .merge(admin::routes(state.clone()))
-        .route("/metrics", get(crate::metrics::render))
-        .route_layer(middleware::from_fn(crate::metrics::track))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn(metrics::track))
         .fallback(not_found)
         .with_state(state.clone());
 

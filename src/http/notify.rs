@@ -342,8 +342,8 @@ async fn deliver_inline(
     claimed: Claimed,
     inline_timeout: Duration,
 ) -> Response {
-    let task_state = state.clone();
-    let attempt = tokio::spawn(async move { delivery::deliver(&task_state, claimed, None).await });
+    let worker = state.worker().clone();
+    let attempt = tokio::spawn(async move { delivery::deliver(&worker, claimed, None).await });
     match tokio::time::timeout(inline_timeout, attempt).await {
         Ok(Ok(true)) => ack(provider),
         _ => error(provider, StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),

@@ -1,26 +1,19 @@
-//! What every handler and the delivery worker share: the current config
-//! (swapped whole on reload), the one outbound HTTP client, the store, and
-//! the queue that hands fresh callbacks to the delivery worker.
+//! What every handler shares: the current config (swapped whole on
+//! reload, the same one the worker reads), the delivery worker's context
+//! (client, store, lease owner) and the hand-off queue's producer end, and
+//! the HTTP layer's own per-address throttles.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use std::time::Instant;
-
-use tokio::sync::mpsc;
 
 use super::throttle::Throttle;
 use crate::config::Config;
-use crate::delivery::Handoff;
+use crate::delivery::{Handle, Worker};
 use crate::store::{Claimed, Store};
 
 /// Failed admin logins allowed per address per minute.
 const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
-
-/// Freshly stored callbacks waiting for a delivery slot; beyond this they
-/// wait in the store for their lease to run out.
-const HANDOFF_QUEUE: usize = 10_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,47 +21,25 @@ pub struct AppState {
 }
 
 struct Inner {
-    config: ArcSwap<Config>,
-    client: reqwest::Client,
-    store: Store,
-    instance_id: String,
-    handoff: mpsc::Sender<Handoff>,
+    config: Arc<ArcSwap<Config>>,
+    worker: Worker,
+    handoff: Handle,
     /// Refused callbacks kept per source address (`server.refused_per_minute`).
     refused: Throttle,
     admin_failures: Throttle,
-    /// Set by the purger when young unroutable rows alone fill their caps:
-    /// new unroutable callbacks are then answered but not kept.
-    unroutable_full: AtomicBool,
 }
 
 impl AppState {
-    /// The state, and the receiving end of the hand-off queue for the worker.
-    pub fn new(config: Config, client: reqwest::Client, store: Store) -> (Self, mpsc::Receiver<Handoff>) {
-        // Names this process's leases in the store.
-        let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-        let (handoff, rx) = mpsc::channel(HANDOFF_QUEUE);
-        let refused = Throttle::per_minute(config.server.refused_per_minute);
-        let inner = Inner {
-            config: ArcSwap::from_pointee(config),
-            client,
-            store,
-            instance_id,
-            handoff,
-            refused,
-            admin_failures: Throttle::per_minute(ADMIN_FAILURES_PER_MINUTE),
-            unroutable_full: AtomicBool::new(false),
-        };
-        (Self { inner: Arc::new(inner) }, rx)
+    /// `config` is the one the worker reads too (a reload swaps both).
+    pub fn new(config: Arc<ArcSwap<Config>>, worker: Worker, handoff: Handle) -> Self {
+        let refused = Throttle::per_minute(config.load().server.refused_per_minute);
+        let admin_failures = Throttle::per_minute(ADMIN_FAILURES_PER_MINUTE);
+        Self { inner: Arc::new(Inner { config, worker, handoff, refused, admin_failures }) }
     }
 
-    /// Gives a freshly stored, leased callback to the worker. When the
-    /// queue is full the row is still in the store, leased: the worker
-    /// claims it once the lease runs out.
+    /// Gives a freshly stored, leased callback to the worker.
     pub fn hand_off(&self, callback: Claimed) {
-        let id = callback.id.clone();
-        if self.inner.handoff.try_send(Handoff { callback, leased_at: Instant::now() }).is_err() {
-            tracing::debug!(delivery = %id, "delivery queue full; the worker takes it after its lease");
-        }
+        self.inner.handoff.hand_off(callback);
     }
 
     /// The table in force now. Hold it for one request: a reload in the
@@ -81,16 +52,21 @@ impl AppState {
         self.inner.config.store(Arc::new(config));
     }
 
+    /// The delivery worker's context (inline delivery, replay, purge).
+    pub fn worker(&self) -> &Worker {
+        &self.inner.worker
+    }
+
     pub fn client(&self) -> &reqwest::Client {
-        &self.inner.client
+        self.inner.worker.client()
     }
 
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        self.inner.worker.store()
     }
 
     pub fn instance_id(&self) -> &str {
-        &self.inner.instance_id
+        self.inner.worker.owner()
     }
 
     pub fn refused_throttle(&self) -> &Throttle {
@@ -102,10 +78,12 @@ impl AppState {
     }
 
     pub fn unroutable_full(&self) -> bool {
-        self.inner.unroutable_full.load(Ordering::Relaxed)
+        self.inner.worker.unroutable_full()
     }
 
-    pub fn set_unroutable_full(&self, full: bool) {
-        self.inner.unroutable_full.store(full, Ordering::Relaxed);
+    /// The HTTP layer's upkeep, after each purge: forget idle addresses.
+    pub fn forget_idle(&self) {
+        self.inner.refused.forget_idle();
+        self.inner.admin_failures.forget_idle();
     }
 }

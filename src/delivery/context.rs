@@ -1,0 +1,93 @@
+//! What the delivery worker works with, built in `startup.rs` and shared
+//! with the HTTP layer (not taken from it): the config in force (swapped
+//! whole on reload), the one outbound client, the store, the name its
+//! leases go under; and the producer's end of the hand-off queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use super::Handoff;
+use crate::config::Config;
+use crate::store::{Claimed, Store};
+
+/// Freshly stored callbacks waiting for a delivery slot; beyond this they
+/// wait in the store for their lease to run out.
+const HANDOFF_QUEUE: usize = 10_000;
+
+/// The worker's context: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<ArcSwap<Config>>,
+    client: reqwest::Client,
+    store: Store,
+    owner: String,
+    /// Set by the purger when young unroutable rows alone fill their caps.
+    unroutable_full: AtomicBool,
+}
+
+impl Worker {
+    pub fn new(config: Arc<ArcSwap<Config>>, client: reqwest::Client, store: Store) -> Self {
+        // Names this process's leases in the store.
+        let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+        Self { inner: Arc::new(Inner { config, client, store, owner, unroutable_full: AtomicBool::new(false) }) }
+    }
+
+    /// The table in force now; hold it for one attempt.
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config.load_full()
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The lease owner this process claims under.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Do young unroutable rows fill their caps (so new ones are not kept)?
+    pub fn unroutable_full(&self) -> bool {
+        self.inner.unroutable_full.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_unroutable_full(&self, full: bool) {
+        self.inner.unroutable_full.store(full, Ordering::Relaxed);
+    }
+}
+
+/// The producer's end of the hand-off queue (the notify path's).
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Handoff>,
+}
+
+impl Handle {
+    /// A queue: the handle for producers, the receiver for `run_worker`.
+    pub fn channel() -> (Self, mpsc::Receiver<Handoff>) {
+        let (tx, rx) = mpsc::channel(HANDOFF_QUEUE);
+        (Self { tx }, rx)
+    }
+
+    /// Gives a freshly stored, leased callback to the worker. When the
+    /// queue is full the row is still in the store, leased: the worker
+    /// claims it once the lease runs out.
+    pub fn hand_off(&self, callback: Claimed) {
+        let id = callback.id.clone();
+        if self.tx.try_send(Handoff { callback, leased_at: Instant::now() }).is_err() {
+            tracing::debug!(delivery = %id, "delivery queue full; the worker takes it after its lease");
+        }
+    }
+}
