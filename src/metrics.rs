@@ -4,8 +4,9 @@
 //! - `payrelay_http_requests_total{route,status}` — route is the matched
 //!   path template (`/{provider}/notify`), never a raw path.
 //! - `payrelay_callbacks_received_total{provider,tenant,outcome}` — outcome
-//!   `stored`, `duplicate`, `rejected`, `unroutable`, `unparseable`,
-//!   `storage_error`; tenant `-` when none.
+//!   `stored`, `duplicate`, `conflict`, `rejected`, `unroutable`, `limited`
+//!   (over `refused_per_minute`), `unparseable`, `storage_error`; tenant `-`
+//!   when none.
 //! - `payrelay_deliveries_total{provider,tenant}` (delivered),
 //!   `payrelay_delivery_failures_total{provider,tenant}` (failed attempts),
 //!   `payrelay_callbacks_dead_total{provider,tenant}`.
