@@ -146,6 +146,51 @@ pub async fn deliver(state: &Worker, callback: Claimed, permit: Option<OwnedSema
     delivered
 }
 
+/// What a provider's resend of an accepted callback leads to.
+pub enum Resend {
+    /// Acknowledge it: the original is handled (or, `ack = "stored"`,
+    /// queued again if it was dead).
+    Acknowledge,
+    /// `ack = "delivered"`: this attempt is due now; answer by its outcome.
+    Attempt(Claimed),
+    /// `ack = "delivered"`: no attempt is due yet (a resend does not burn
+    /// the retry schedule), or the original is being attempted elsewhere.
+    NotDue,
+}
+
+/// A resend of callback `id` (now in `status`). A dead original comes back
+/// into the queue, due at once: the provider still cares, and the tenant
+/// may be back. For an `inline` (`ack = "delivered"`) tenant the attempt
+/// that is due, if any, is claimed for the caller to make now.
+pub async fn on_resend(
+    worker: &Worker,
+    id: &str,
+    status: crate::store::Status,
+    inline: bool,
+    lease: Duration,
+) -> Result<Resend, StoreError> {
+    use crate::store::Status;
+    if status == Status::Dead && worker.store().requeue(id).await? {
+        tracing::info!(delivery = %id, "a resend brought a dead callback back");
+    }
+    if !inline || !matches!(status, Status::Pending | Status::Dead) {
+        return Ok(Resend::Acknowledge);
+    }
+    Ok(match worker.store().claim_one(id, worker.owner(), lease).await? {
+        Some(claimed) => Resend::Attempt(claimed),
+        None => Resend::NotDue,
+    })
+}
+
+/// One attempt now, in a task of its own (so that it completes and is
+/// recorded even if the caller gives up), waited for at most `wait`:
+/// did the tenant take it in that time?
+pub async fn deliver_now(worker: &Worker, callback: Claimed, wait: Duration) -> bool {
+    let worker = worker.clone();
+    let attempt = tokio::spawn(async move { deliver(&worker, callback, None).await });
+    matches!(tokio::time::timeout(wait, attempt).await, Ok(Ok(true)))
+}
+
 /// One round of retention and caps, as the purger runs it, at `now_ms`
 /// (the purger passes the time; tests pass a later one instead of waiting).
 /// Also tells the notify path whether unroutable rows fill their caps.

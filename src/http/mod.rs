@@ -14,7 +14,6 @@ mod page;
 mod returns;
 mod server;
 mod state;
-mod throttle;
 
 use std::time::Duration;
 

@@ -1,22 +1,17 @@
 //! `POST /{provider}/notify[/{tenant_id}]` (and the legacy Funpoint path):
-//! parse → route → verify → store → acknowledge (→ deliver inline for
-//! `ack = "delivered"`). Nothing is acknowledged before it is committed.
+//! the request read and the answer written in the provider's grammar; the
+//! phases in between are `crate::relay`'s.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
 use super::{AppState, body, client_ip::client_ip};
-use crate::config::AckMode;
-use crate::delivery;
 use crate::providers::{self, Provider};
-use crate::routing::RouteError;
-use crate::store::{Accepted, Claimed, DedupKey, NewCallback, Status};
+use crate::relay::{self, Answer, Inbound, Relay};
 
 pub async fn by_path(State(state): State<AppState>, Path(provider): Path<String>, req: Request) -> Response {
     match providers::by_name(&provider) {
@@ -99,33 +94,8 @@ fn ack(provider: &dyn Provider) -> Response {
     answer(provider, status, text)
 }
 
-/// What a notify request brought, before it is routed.
-struct Inbound {
-    provider: &'static dyn Provider,
-    content_type: Option<String>,
-    body: Bytes,
-    remote: Option<std::net::IpAddr>,
-    path_tenant: Option<String>,
-}
-
-impl Inbound {
-    fn row(&self, status: Status, tenant: Option<String>, reason: Option<String>) -> NewCallback {
-        NewCallback {
-            provider: self.provider.name(),
-            tenant,
-            status,
-            reason,
-            content_type: self.content_type.clone(),
-            body: self.body.clone(),
-            remote_addr: self.remote.map(|ip| ip.to_string()),
-            simulated: false,
-            dedup: None,
-            path_tenant: self.path_tenant.clone(),
-            lease: None,
-        }
-    }
-}
-
+/// The HTTP side of a notification: read the body (within the provider's
+/// own limit), run the relay's phases, answer in the provider's grammar.
 async fn notify(
     state: &AppState,
     provider: &'static dyn Provider,
@@ -137,216 +107,39 @@ async fn notify(
     let remote =
         client_ip(&parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>(), &config.server.trusted_proxies);
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let name = provider.name();
-    let span = tracing::Span::current();
-    span.record("provider", name);
-
-    // parse (within the provider's own body limit)
+    tracing::Span::current().record("provider", provider.name());
     let limit = providers::body_limit(provider, &config.notify_limits);
-    let bytes: Bytes = match body::read_limited(Body::new(body_stream), limit).await {
+    let body = match body::read_limited(Body::new(body_stream), limit).await {
         Ok(b) => b,
         Err(body::BodyError::TooLarge) => return error(provider, StatusCode::PAYLOAD_TOO_LARGE, "Request Too Large"),
         Err(body::BodyError::Unreadable) => return error(provider, StatusCode::BAD_REQUEST, "Bad Request"),
     };
-    let Some(parsed) = provider.parse(&bytes, content_type.as_deref()) else {
-        tracing::info!(provider = name, "unparseable callback refused");
-        crate::metrics::callback_received(name, None, "unparseable");
-        return error(provider, StatusCode::BAD_REQUEST, "Bad Request");
-    };
-    let inbound = Inbound { provider, content_type, body: bytes, remote, path_tenant };
+    let relay = Relay { config, worker: state.worker(), handoff: state.handoff(), refused: state.refused_throttle() };
+    let inbound = Inbound { provider, content_type, body, remote, path_tenant };
+    match phases(&relay, &inbound).await {
+        Answer::Ack => ack(provider),
+        Answer::Refuse(status, message) => error(provider, status, &message),
+    }
+}
 
-    // route
-    let tenant = match provider.route(&config.table, &parsed, inbound.path_tenant.as_deref()) {
+/// parse → route → verify → store → acknowledge; the first refusal answers.
+async fn phases(relay: &Relay<'_>, inbound: &Inbound) -> Answer {
+    let parsed = match relay::parse(inbound) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let tenant = match relay::route(relay, inbound, &parsed).await {
         Ok(t) => t,
-        Err(e) => {
-            let message = providers::route_message(&e);
-            let (status, tenant) = match &e {
-                RouteError::TenantMismatch { tenant, .. } => (Status::Rejected, Some(tenant.clone())),
-                _ => (Status::Unroutable, None),
-            };
-            tracing::warn!(provider = name, outcome = status.as_str(), reason = %e, "callback not routed");
-            if !keep(state, inbound.row(status, tenant, Some(e.to_string()))).await {
-                return error(provider, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            }
-            return error(provider, StatusCode::BAD_REQUEST, &message);
-        }
+        Err(answer) => return answer,
     };
-    let tenant_id = tenant.id.to_string();
-    span.record("tenant", tenant_id.as_str());
-
-    // verify
-    if let Err(rejection) = provider.verify(tenant, &parsed) {
-        tracing::warn!(provider = name, tenant = %tenant_id, reason = rejection.message, "callback rejected");
-        if !keep(state, inbound.row(Status::Rejected, Some(tenant_id), Some(rejection.message.to_owned()))).await {
-            return error(provider, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        }
-        return error(provider, StatusCode::BAD_REQUEST, rejection.message);
-    }
-    let simulated = provider.simulated(&parsed);
-    if simulated && tenant.drop_simulated {
-        tracing::info!(provider = name, tenant = %tenant_id, "simulated payment dropped (drop_simulated)");
-        let reason = "simulated payment dropped (drop_simulated)".to_owned();
-        keep(state, inbound.row(Status::Rejected, Some(tenant_id), Some(reason))).await;
-        // Answered as accepted, so that the provider does not resend it.
-        return ack(provider);
-    }
-
-    // store
-    let inline = tenant.ack == AckMode::Delivered;
-    let lease = config.storage.lease;
-    let mut pending = inbound.row(Status::Pending, Some(tenant_id.clone()), None);
-    pending.simulated = simulated;
-    pending.dedup = providers::tenant_dedup_key(provider, tenant, &parsed)
-        .map(|key| DedupKey { key, window: config.delivery.dedup_window });
-    // Leased to this instance from the start: the first attempt is made
-    // here (handed to the worker, or inline) without a claim.
-    pending.lease = Some((state.instance_id().to_owned(), lease));
-    let accepted = match state.store().accept(pending.clone()).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(provider = name, tenant = %tenant_id, error = %e, "cannot store the callback; answering so that the provider resends");
-            crate::metrics::callback_received(name, Some(&tenant_id), "storage_error");
-            return error(provider, StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable");
-        }
+    tracing::Span::current().record("tenant", tenant.id.as_str());
+    let simulated = match relay::verify(relay, inbound, tenant, &parsed).await {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-
-    // acknowledge (and deliver inline)
-    match accepted {
-        Accepted::Stored { id, seq } => {
-            crate::metrics::callback_received(name, Some(&tenant_id), "stored");
-            span.record("delivery", id.as_str());
-            let claimed = Claimed {
-                seq,
-                id,
-                provider: name.to_owned(),
-                tenant: pending.tenant,
-                content_type: pending.content_type,
-                body: pending.body,
-                remote_addr: pending.remote_addr,
-                simulated,
-                attempts: 0,
-            };
-            if !inline {
-                state.hand_off(claimed);
-                return ack(provider);
-            }
-            deliver_inline(state, provider, claimed, config.delivery.inline_timeout).await
-        }
-        Accepted::Duplicate { id, status } => {
-            span.record("delivery", id.as_str());
-            if let Some(answer) = conflicting(state, &inbound, &parsed, &tenant_id, &id).await {
-                return answer;
-            }
-            crate::metrics::callback_received(name, Some(&tenant_id), "duplicate");
-            tracing::debug!(original = status.as_str(), "duplicate callback");
-            if status == Status::Dead {
-                // The provider still cares and the tenant may be back: the
-                // resend brings the dead original back into the queue.
-                match state.store().requeue(&id).await {
-                    Ok(true) => tracing::info!(delivery = %id, "a resend brought a dead callback back"),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot requeue the dead original");
-                        return error(provider, StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable");
-                    }
-                }
-            }
-            if !inline || !matches!(status, Status::Pending | Status::Dead) {
-                return ack(provider);
-            }
-            // The provider resends because the tenant had not taken it yet.
-            // Only an attempt that is due anyway is made now (a resend
-            // cannot burn the retry schedule); the answer follows it.
-            match state.store().claim_one(&id, state.instance_id(), lease).await {
-                Ok(Some(claimed)) => deliver_inline(state, provider, claimed, config.delivery.inline_timeout).await,
-                _ => error(provider, StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),
-            }
-        }
-    }
-}
-
-/// A "duplicate" that differs from its original in a field that matters
-/// (an amount, an order id) is no resend: it is kept as `rejected` for the
-/// operator (and acknowledged: it is on disk, and a resend would change
-/// nothing). `None`: a plain duplicate.
-async fn conflicting(
-    state: &AppState,
-    inbound: &Inbound,
-    parsed: &providers::Parsed,
-    tenant_id: &str,
-    original_id: &str,
-) -> Option<Response> {
-    let provider = inbound.provider;
-    if provider.conflict_fields().is_empty() {
-        return None;
-    }
-    let original = match state.store().get(original_id).await {
-        Ok(Some(o)) => o,
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the original of a duplicate");
-            return Some(error(provider, StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable"));
-        }
-    };
-    let before = provider.parse(&original.body, original.content_type.as_deref())?;
-    let field = providers::conflict(provider, parsed, &before)?;
-    let reason = format!("conflicts with callback {original_id}: {field} differs");
-    tracing::warn!(
-        provider = provider.name(),
-        tenant = tenant_id,
-        original = original_id,
-        field,
-        "conflicting duplicate kept for the operator"
-    );
-    keep(state, inbound.row(Status::Rejected, Some(tenant_id.to_owned()), Some(reason))).await;
-    crate::metrics::callback_received(provider.name(), Some(tenant_id), "conflict");
-    Some(ack(provider))
-}
-
-/// Stores a callback that will not be delivered (rejected, unroutable), for
-/// the operator; its answer does not depend on this write. `false` when the
-/// source address has used up its allowance of refused callbacks: nothing
-/// is stored, and the caller answers 429. An unroutable callback is not
-/// kept either while young unroutable rows fill their caps (see the purger).
-async fn keep(state: &AppState, callback: NewCallback) -> bool {
-    let ip = callback.remote_addr.as_deref().and_then(|a| a.parse().ok());
-    if !state.refused_throttle().allow(ip) {
-        crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), "limited");
-        tracing::warn!(
-            provider = callback.provider,
-            remote = callback.remote_addr.as_deref().unwrap_or("-"),
-            "refused callbacks from this address are over server.refused_per_minute; not kept"
-        );
-        return false;
-    }
-    crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), callback.status.as_str());
-    if callback.status == Status::Unroutable && state.unroutable_full() {
-        tracing::warn!(
-            provider = callback.provider,
-            "unroutable callbacks fill storage.keep_unroutable(_bytes) with rows younger than unroutable_min_age; this one is not kept"
-        );
-        return true;
-    }
-    if let Err(e) = state.store().accept(callback).await {
-        tracing::warn!(error = %e, "cannot keep a refused callback");
-    }
-    true
-}
-
-/// `ack = "delivered"`: the first attempt runs now, in its own task (so it
-/// completes and is recorded even if this request is cut short), and the
-/// provider hears `1|OK` only if the tenant took it within `inline_timeout`.
-async fn deliver_inline(
-    state: &AppState,
-    provider: &dyn Provider,
-    claimed: Claimed,
-    inline_timeout: Duration,
-) -> Response {
-    let worker = state.worker().clone();
-    let attempt = tokio::spawn(async move { delivery::deliver(&worker, claimed, None).await });
-    match tokio::time::timeout(inline_timeout, attempt).await {
-        Ok(Ok(true)) => ack(provider),
-        _ => error(provider, StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),
+    match relay::store(relay, inbound, tenant, &parsed, simulated).await {
+        Ok((accepted, pending)) => relay::acknowledge(relay, inbound, tenant, &parsed, accepted, pending).await,
+        Err(answer) => answer,
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::throttle::Throttle;
 use crate::config::Config;
 use crate::delivery::{Handle, Worker};
-use crate::store::{Claimed, Store};
+use crate::store::Store;
+use crate::throttle::Throttle;
 
 /// Failed admin logins allowed per address per minute.
 const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
@@ -37,9 +37,9 @@ impl AppState {
         Self { inner: Arc::new(Inner { config, worker, handoff, refused, admin_failures }) }
     }
 
-    /// Gives a freshly stored, leased callback to the worker.
-    pub fn hand_off(&self, callback: Claimed) {
-        self.inner.handoff.hand_off(callback);
+    /// The hand-off queue's producer end (freshly stored callbacks).
+    pub fn handoff(&self) -> &Handle {
+        &self.inner.handoff
     }
 
     /// The table in force now. Hold it for one request: a reload in the

@@ -1,0 +1,380 @@
+//! The phases of one inbound notification (see the module above).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::config::{AckMode, Config, Tenant};
+use crate::delivery::{self, Handle, Worker};
+use crate::providers::{self, Parsed, Provider};
+use crate::routing::RouteError;
+use crate::store::{Accepted, Claimed, DedupKey, NewCallback, Status};
+use crate::throttle::Throttle;
+
+/// What the provider is told: its acknowledgement, or an error with its
+/// status and message (written in the provider's grammar by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Ack,
+    Refuse(StatusCode, String),
+}
+
+impl Answer {
+    fn refuse(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::Refuse(status, message.into())
+    }
+}
+
+/// What the relay works with: the config in force for this request, the
+/// worker's context and hand-off queue, the throttle on refused callbacks.
+pub struct Relay<'a> {
+    pub config: Arc<Config>,
+    pub worker: &'a Worker,
+    pub handoff: &'a Handle,
+    pub refused: &'a Throttle,
+}
+
+/// What a notify request brought.
+pub struct Inbound {
+    pub provider: &'static dyn Provider,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub remote: Option<IpAddr>,
+    /// The tenant the path named (`/{provider}/notify/{tenant_id}`).
+    pub path_tenant: Option<String>,
+}
+
+impl Inbound {
+    fn row(&self, status: Status, tenant: Option<String>, reason: Option<String>) -> NewCallback {
+        NewCallback {
+            provider: self.provider.name(),
+            tenant,
+            status,
+            reason,
+            content_type: self.content_type.clone(),
+            body: self.body.clone(),
+            remote_addr: self.remote.map(|ip| ip.to_string()),
+            simulated: false,
+            dedup: None,
+            path_tenant: self.path_tenant.clone(),
+            lease: None,
+        }
+    }
+}
+
+/// Parse: the body the way its provider sends it. Unparseable → 400,
+/// nothing stored.
+pub fn parse(inbound: &Inbound) -> Result<Parsed, Answer> {
+    inbound.provider.parse(&inbound.body, inbound.content_type.as_deref()).ok_or_else(|| {
+        tracing::info!(provider = inbound.provider.name(), "unparseable callback refused");
+        crate::metrics::callback_received(inbound.provider.name(), None, "unparseable");
+        Answer::refuse(StatusCode::BAD_REQUEST, "Bad Request")
+    })
+}
+
+/// Route: the tenant, by the payload's key or the path's tenant. None →
+/// kept as `unroutable` (a path/payload mismatch as `rejected`), 400.
+pub async fn route<'c>(relay: &'c Relay<'_>, inbound: &Inbound, parsed: &Parsed) -> Result<&'c Tenant, Answer> {
+    let provider = inbound.provider;
+    match provider.route(&relay.config.table, parsed, inbound.path_tenant.as_deref()) {
+        Ok(tenant) => Ok(tenant),
+        Err(e) => {
+            let (status, tenant) = match &e {
+                RouteError::TenantMismatch { tenant, .. } => (Status::Rejected, Some(tenant.clone())),
+                _ => (Status::Unroutable, None),
+            };
+            tracing::warn!(provider = provider.name(), outcome = status.as_str(), reason = %e, "callback not routed");
+            let kept = keep(relay, inbound.row(status, tenant, Some(e.to_string()))).await;
+            Err(kept.unwrap_or_else(|| Answer::refuse(StatusCode::BAD_REQUEST, providers::route_message(&e))))
+        }
+    }
+}
+
+/// Verify: what the provider signs and the tenant pins. Refused → kept as
+/// `rejected`, 400. A simulation for a tenant that drops them is kept as
+/// `rejected` and acknowledged (so the provider stops resending). `Ok`
+/// says whether it is a simulation.
+pub async fn verify(relay: &Relay<'_>, inbound: &Inbound, tenant: &Tenant, parsed: &Parsed) -> Result<bool, Answer> {
+    let provider = inbound.provider;
+    let tenant_id = tenant.id.to_string();
+    if let Err(rejection) = provider.verify(tenant, parsed) {
+        tracing::warn!(provider = provider.name(), tenant = %tenant_id, reason = rejection.message, "callback rejected");
+        let kept =
+            keep(relay, inbound.row(Status::Rejected, Some(tenant_id), Some(rejection.message.to_owned()))).await;
+        return Err(kept.unwrap_or_else(|| Answer::refuse(StatusCode::BAD_REQUEST, rejection.message)));
+    }
+    let simulated = provider.simulated(parsed);
+    if simulated && tenant.drop_simulated {
+        tracing::info!(provider = provider.name(), tenant = %tenant_id, "simulated payment dropped (drop_simulated)");
+        let reason = "simulated payment dropped (drop_simulated)".to_owned();
+        keep(relay, inbound.row(Status::Rejected, Some(tenant_id), Some(reason))).await;
+        return Err(Answer::Ack);
+    }
+    Ok(simulated)
+}
+
+/// Store: dedup check and insert, committed before this returns; the row
+/// is leased to this instance from the start, so that its first attempt
+/// (handed to the worker, or inline) needs no claim. Storage failing →
+/// 503, so the provider resends.
+pub async fn store(
+    relay: &Relay<'_>,
+    inbound: &Inbound,
+    tenant: &Tenant,
+    parsed: &Parsed,
+    simulated: bool,
+) -> Result<(Accepted, NewCallback), Answer> {
+    let provider = inbound.provider;
+    let config = &relay.config;
+    let mut pending = inbound.row(Status::Pending, Some(tenant.id.to_string()), None);
+    pending.simulated = simulated;
+    pending.dedup = providers::tenant_dedup_key(provider, tenant, parsed)
+        .map(|key| DedupKey { key, window: config.delivery.dedup_window });
+    pending.lease = Some((relay.worker.owner().to_owned(), config.storage.lease));
+    match relay.worker.store().accept(pending.clone()).await {
+        Ok(accepted) => Ok((accepted, pending)),
+        Err(e) => {
+            tracing::error!(provider = provider.name(), tenant = %tenant.id, error = %e, "cannot store the callback; answering so that the provider resends");
+            crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "storage_error");
+            Err(Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable"))
+        }
+    }
+}
+
+/// Acknowledge: a stored callback goes to the worker and is acknowledged
+/// (or, for `ack = "delivered"`, delivered now and answered by the outcome).
+/// A duplicate is acknowledged — unless it differs from its original in a
+/// field that matters (kept as `rejected` for the operator), and a resend
+/// for an `ack = "delivered"` tenant gets the attempt that is due, if any.
+pub async fn acknowledge(
+    relay: &Relay<'_>,
+    inbound: &Inbound,
+    tenant: &Tenant,
+    parsed: &Parsed,
+    accepted: Accepted,
+    pending: NewCallback,
+) -> Answer {
+    let provider = inbound.provider;
+    let inline = tenant.ack == AckMode::Delivered;
+    match accepted {
+        Accepted::Stored { id, seq } => {
+            crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "stored");
+            tracing::Span::current().record("delivery", id.as_str());
+            let claimed = Claimed {
+                seq,
+                id,
+                provider: provider.name().to_owned(),
+                tenant: pending.tenant,
+                content_type: pending.content_type,
+                body: pending.body,
+                remote_addr: pending.remote_addr,
+                simulated: pending.simulated,
+                attempts: 0,
+            };
+            if !inline {
+                relay.handoff.hand_off(claimed);
+                return Answer::Ack;
+            }
+            deliver_now(relay, claimed).await
+        }
+        Accepted::Duplicate { id, status } => {
+            tracing::Span::current().record("delivery", id.as_str());
+            if let Some(answer) = conflicting(relay, inbound, parsed, tenant, &id).await {
+                return answer;
+            }
+            crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "duplicate");
+            tracing::debug!(original = status.as_str(), "duplicate callback");
+            let lease = relay.config.storage.lease;
+            match delivery::on_resend(relay.worker, &id, status, inline, lease).await {
+                Ok(delivery::Resend::Acknowledge) => Answer::Ack,
+                Ok(delivery::Resend::Attempt(claimed)) => deliver_now(relay, claimed).await,
+                Ok(delivery::Resend::NotDue) => Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot bring the original back");
+                    Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable")
+                }
+            }
+        }
+    }
+}
+
+/// `ack = "delivered"`: the provider hears its acknowledgement only if the
+/// tenant took it within `inline_timeout`.
+async fn deliver_now(relay: &Relay<'_>, claimed: Claimed) -> Answer {
+    if delivery::deliver_now(relay.worker, claimed, relay.config.delivery.inline_timeout).await {
+        Answer::Ack
+    } else {
+        Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable")
+    }
+}
+
+/// A "duplicate" that differs from its original in a field that matters
+/// (an amount, an order id) is no resend: it is kept as `rejected` for the
+/// operator (and acknowledged: it is on disk, and a resend would change
+/// nothing). `None`: a plain duplicate.
+async fn conflicting(
+    relay: &Relay<'_>,
+    inbound: &Inbound,
+    parsed: &Parsed,
+    tenant: &Tenant,
+    original_id: &str,
+) -> Option<Answer> {
+    let provider = inbound.provider;
+    if provider.conflict_fields().is_empty() {
+        return None;
+    }
+    let original = match relay.worker.store().get(original_id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the original of a duplicate");
+            return Some(Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable"));
+        }
+    };
+    let before = provider.parse(&original.body, original.content_type.as_deref())?;
+    let field = providers::conflict(provider, parsed, &before)?;
+    let reason = format!("conflicts with callback {original_id}: {field} differs");
+    tracing::warn!(provider = provider.name(), tenant = %tenant.id, original = original_id, field, "conflicting duplicate kept for the operator");
+    keep(relay, inbound.row(Status::Rejected, Some(tenant.id.to_string()), Some(reason))).await;
+    crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "conflict");
+    Some(Answer::Ack)
+}
+
+/// Stores a callback that will not be delivered (rejected, unroutable), for
+/// the operator; its answer does not depend on this write. `Some(429)` when
+/// the source address has used up its allowance of refused callbacks:
+/// nothing is stored. An unroutable callback is not kept either while young
+/// unroutable rows fill their caps (see the purger).
+async fn keep(relay: &Relay<'_>, callback: NewCallback) -> Option<Answer> {
+    let ip = callback.remote_addr.as_deref().and_then(|a| a.parse().ok());
+    if !relay.refused.allow(ip) {
+        crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), "limited");
+        tracing::warn!(
+            provider = callback.provider,
+            remote = callback.remote_addr.as_deref().unwrap_or("-"),
+            "refused callbacks from this address are over server.refused_per_minute; not kept"
+        );
+        return Some(Answer::refuse(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"));
+    }
+    crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), callback.status.as_str());
+    if callback.status == Status::Unroutable && relay.worker.unroutable_full() {
+        tracing::warn!(
+            provider = callback.provider,
+            "unroutable callbacks fill storage.keep_unroutable(_bytes) with rows younger than unroutable_min_age; this one is not kept"
+        );
+        return None;
+    }
+    if let Err(e) = relay.worker.store().accept(callback).await {
+        tracing::warn!(error = %e, "cannot keep a refused callback");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageUrl;
+    use crate::store::Store;
+
+    const TABLE: &str = r#"
+[delivery]
+retry = ["1h"]
+[[tenants]]
+id = "shop"
+base_url = "http://127.0.0.1:1"
+allow_http = true
+order_suffix = "01"
+[tenants.funpoint]
+hash_key = "265flDjIvesceXWM"
+hash_iv = "pOOvhGd1V2pJbjfX"
+[tenants.tappay]
+"#;
+
+    struct Kit {
+        config: Arc<Config>,
+        worker: Worker,
+        handoff: Handle,
+        rx: tokio::sync::mpsc::Receiver<delivery::Handoff>,
+        refused: Throttle,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Kit {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = crate::config::parse(TABLE, &|_| None).unwrap();
+            config.storage.url = StorageUrl::Sqlite { path: dir.path().join("t.db") };
+            let store = Store::open(&config.storage).await.unwrap();
+            let shared = Arc::new(arc_swap::ArcSwap::from_pointee(config));
+            let worker = Worker::new(shared.clone(), crate::startup::http_client().unwrap(), store);
+            let (handoff, rx) = Handle::channel();
+            Self { config: shared.load_full(), worker, handoff, rx, refused: Throttle::per_minute(100), _dir: dir }
+        }
+
+        fn relay(&self) -> Relay<'_> {
+            Relay { config: self.config.clone(), worker: &self.worker, handoff: &self.handoff, refused: &self.refused }
+        }
+    }
+
+    fn tappay(body: &str) -> Inbound {
+        let provider = providers::by_name("tappay").unwrap();
+        Inbound { provider, content_type: None, body: Bytes::from(body.to_owned()), remote: None, path_tenant: None }
+    }
+
+    fn funpoint(body: &str) -> Inbound {
+        Inbound { provider: providers::by_name("funpoint").unwrap(), ..tappay(body) }
+    }
+
+    #[test]
+    fn parse_refuses_what_the_provider_never_sends() {
+        assert!(parse(&tappay(r#"{"order_number":"A01"}"#)).is_ok());
+        assert_eq!(parse(&tappay("[1]")).err(), Some(Answer::refuse(StatusCode::BAD_REQUEST, "Bad Request")));
+        assert!(parse(&funpoint("MerchantTradeNo=A01&merchanttradeno=B01")).is_err());
+    }
+
+    #[tokio::test]
+    async fn route_keeps_what_it_cannot_route_and_says_why() {
+        let kit = Kit::new().await;
+        let relay = kit.relay();
+        let inbound = tappay(r#"{"order_number":"A99","rec_trade_id":"D1"}"#);
+        let parsed = parse(&inbound).unwrap();
+        let answer = route(&relay, &inbound, &parsed).await.err();
+        assert_eq!(answer, Some(Answer::refuse(StatusCode::BAD_REQUEST, "Unknown order suffix")));
+        let rows = kit.worker.store().list(&crate::store::ListFilter { limit: 10, ..Default::default() }).await;
+        assert_eq!(rows.unwrap()[0].status, Status::Unroutable);
+        let inbound = tappay(r#"{"order_number":"A01"}"#);
+        let parsed = parse(&inbound).unwrap();
+        assert_eq!(route(&relay, &inbound, &parsed).await.map(|t| t.id.as_str()).ok(), Some("shop"));
+    }
+
+    #[tokio::test]
+    async fn verify_refuses_a_wrong_mac() {
+        let kit = Kit::new().await;
+        let relay = kit.relay();
+        let inbound = funpoint("MerchantTradeNo=A01&RtnCode=1&CheckMacValue=00");
+        let parsed = parse(&inbound).unwrap();
+        let tenant = route(&relay, &inbound, &parsed).await.unwrap();
+        let answer = verify(&relay, &inbound, tenant, &parsed).await.err();
+        assert_eq!(answer, Some(Answer::refuse(StatusCode::BAD_REQUEST, "CheckMacValue Error")));
+    }
+
+    #[tokio::test]
+    async fn store_then_acknowledge_hands_off_once_and_acks_the_duplicate() {
+        let mut kit = Kit::new().await;
+        let relay = kit.relay();
+        let inbound = tappay(r#"{"order_number":"A01","rec_trade_id":"D1","status":0}"#);
+        let parsed = parse(&inbound).unwrap();
+        let tenant = route(&relay, &inbound, &parsed).await.unwrap();
+        let simulated = verify(&relay, &inbound, tenant, &parsed).await.unwrap();
+        for _ in 0..2 {
+            let (accepted, pending) = store(&relay, &inbound, tenant, &parsed, simulated).await.unwrap();
+            assert_eq!(acknowledge(&relay, &inbound, tenant, &parsed, accepted, pending).await, Answer::Ack);
+        }
+        drop(relay);
+        let handed = kit.rx.try_recv().unwrap();
+        assert_eq!(handed.callback.body.as_ref(), inbound.body.as_ref());
+        assert!(kit.rx.try_recv().is_err(), "the duplicate is not handed off again");
+    }
+}
