@@ -3,8 +3,11 @@
 //! `check`, `serve` and SIGHUP all go through [`load`].
 
 mod env;
+mod index;
 mod raw;
 mod table;
+mod urls;
+mod validate;
 
 use std::path::Path;
 

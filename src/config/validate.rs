@@ -1,0 +1,312 @@
+//! `TryFrom<RawConfig> for Config`: every value checked, every problem of
+//! the file reported at once, naming the tenant and field.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::index::index;
+use super::raw::*;
+use super::table::*;
+use super::urls::{BaseUrl, StorageUrl};
+use crate::domain::{ConfigDuration, ForwardSecret, HashAlgorithm, HashKeys, Origin, Secret, TenantId};
+
+/// Every problem found, each naming where it is.
+#[derive(Debug, Default)]
+pub(super) struct Problems(Vec<String>);
+
+impl Problems {
+    pub(super) fn push(&mut self, at: impl std::fmt::Display, msg: impl std::fmt::Display) {
+        self.0.push(format!("{at}: {msg}"));
+    }
+
+    /// Keeps the value of `r`, or records its error and gives `None`.
+    fn take<T>(&mut self, at: impl std::fmt::Display, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.push(at, e)).ok()
+    }
+
+    fn duration(&mut self, at: &str, s: &str) -> Duration {
+        self.take(at, ConfigDuration::parse(s)).map_or(Duration::from_secs(1), |d| d.0)
+    }
+}
+
+fn check_path(p: &mut Problems, at: String, path: String) -> String {
+    if !path.starts_with('/') {
+        p.push(at, format!("{path:?} must start with '/'"));
+    }
+    path
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = Vec<String>;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let mut p = Problems::default();
+
+        let server = ServerConfig {
+            listen: p
+                .take(
+                    "server.listen",
+                    raw.server.listen.parse().map_err(|_| format!("{:?} is not address:port", raw.server.listen)),
+                )
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            max_body_bytes: match usize::try_from(raw.server.max_body_bytes) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    p.push("server.max_body_bytes", "must be a positive number of bytes");
+                    1
+                }
+            },
+            request_timeout: p.duration("server.request_timeout", &raw.server.request_timeout),
+            legacy_paths: raw.server.legacy_paths,
+            trusted_proxies: raw
+                .server
+                .trusted_proxies
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| p.take(format!("server.trusted_proxies[{i}]"), parse_cidr(s)))
+                .collect(),
+            max_connections: match usize::try_from(raw.server.max_connections) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    p.push("server.max_connections", "must be a positive number");
+                    1
+                }
+            },
+            outbound_proxy: non_empty(raw.server.outbound_proxy).and_then(|u| match reqwest::Url::parse(&u) {
+                Ok(_) => Some(Secret::new(u)),
+                Err(_) => {
+                    p.push("server.outbound_proxy", "is not an absolute URL");
+                    None
+                }
+            }),
+            refused_per_minute: match u32::try_from(raw.server.refused_per_minute) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    p.push("server.refused_per_minute", "must be between 1 and 4294967295");
+                    1
+                }
+            },
+        };
+        if server.request_timeout.is_zero() {
+            p.push("server.request_timeout", "must be longer than 0");
+        }
+
+        let storage = StorageConfig {
+            url: p
+                .take("storage.url", StorageUrl::parse(&raw.storage.url))
+                .unwrap_or(StorageUrl::Sqlite { path: "data/payrelay.db".into() }),
+            retention: p.duration("storage.retention", &raw.storage.retention),
+            keep_rejected: raw.storage.keep_rejected,
+            keep_rejected_bytes: raw.storage.keep_rejected_bytes,
+            keep_unroutable: raw.storage.keep_unroutable,
+            keep_unroutable_bytes: raw.storage.keep_unroutable_bytes,
+            unroutable_min_age: p.duration("storage.unroutable_min_age", &raw.storage.unroutable_min_age),
+            dead_retention: p.duration("storage.dead_retention", &raw.storage.dead_retention),
+            lease: p.duration("storage.lease", &raw.storage.lease),
+            pool_size: raw.storage.pool_size,
+            connect_timeout: p.duration("storage.connect_timeout", &raw.storage.connect_timeout),
+        };
+        if storage.lease.is_zero() {
+            p.push("storage.lease", "must be longer than 0");
+        }
+        if !(2..=1000).contains(&storage.pool_size) {
+            p.push("storage.pool_size", "must be between 2 and 1000");
+        }
+        if storage.connect_timeout.is_zero() || storage.connect_timeout > Duration::from_secs(4) {
+            // A provider must hear an answer (503) within 5 s while the
+            // database is unreachable (SPEC §6).
+            p.push("storage.connect_timeout", "must be longer than 0 and at most 4s");
+        }
+
+        let delivery = DeliveryConfig {
+            timeout: p.duration("delivery.timeout", &raw.delivery.timeout),
+            retry: raw
+                .delivery
+                .retry
+                .iter()
+                .enumerate()
+                .map(|(i, s)| p.duration(&format!("delivery.retry[{i}]"), s))
+                .collect(),
+            dedup_window: p.duration("delivery.dedup_window", &raw.delivery.dedup_window),
+            inline_timeout: p.duration("delivery.inline_timeout", &raw.delivery.inline_timeout),
+        };
+        if delivery.timeout.is_zero() {
+            p.push("delivery.timeout", "must be longer than 0");
+        }
+
+        if storage.lease <= delivery.timeout {
+            // An attempt still in flight when its lease ends could be handed
+            // out again, and the tenant would get it twice.
+            p.push("storage.lease", format!("must be longer than delivery.timeout ({:?})", delivery.timeout));
+        }
+
+        let admin = AdminConfig { token: non_empty(raw.admin.token).map(Secret::new) };
+        if let Some(token) = &admin.token
+            && token.expose().trim().chars().count() < MIN_ADMIN_TOKEN
+        {
+            p.push("admin.token", format!("must be at least {MIN_ADMIN_TOKEN} characters (e.g. openssl rand -hex 24)"));
+        }
+        let limit = |p: &mut Problems, at: &str, n: u64| match usize::try_from(n) {
+            Ok(n @ 256..) => n,
+            _ => {
+                p.push(at, "must be at least 256 bytes");
+                256
+            }
+        };
+        let notify_limits = NotifyLimits {
+            funpoint: limit(&mut p, "providers.funpoint.max_body_bytes", raw.providers.funpoint.max_body_bytes),
+            oen: limit(&mut p, "providers.oen.max_body_bytes", raw.providers.oen.max_body_bytes),
+            sinopac: limit(&mut p, "providers.sinopac.max_body_bytes", raw.providers.sinopac.max_body_bytes),
+            tappay: limit(&mut p, "providers.tappay.max_body_bytes", raw.providers.tappay.max_body_bytes),
+        };
+
+        let funpoint = FunpointSettings {
+            payment_origins: raw
+                .providers
+                .funpoint
+                .payment_origins
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| p.take(format!("providers.funpoint.payment_origins[{i}]"), Origin::parse(s)))
+                .collect(),
+            order_suffix_len: suffix_len(
+                &mut p,
+                "providers.funpoint.order_suffix_len",
+                raw.providers.funpoint.order_suffix_len,
+            ),
+        };
+        let tappay_suffix_len =
+            suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
+
+        let tenants: Vec<Tenant> = raw.tenants.into_iter().enumerate().map(|(i, t)| tenant(&mut p, i, t)).collect();
+
+        let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
+
+        if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table, notify_limits }) } else { Err(p.0) }
+    }
+}
+
+fn suffix_len(p: &mut Problems, at: &str, n: u64) -> usize {
+    match usize::try_from(n) {
+        Ok(n @ 1..=32) => n,
+        _ => {
+            p.push(at, "must be between 1 and 32");
+            2
+        }
+    }
+}
+
+/// Validates one tenant's own fields; cross-tenant rules are in `index`.
+fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
+    let at = if t.id.is_empty() { format!("tenants[{i}]") } else { format!("tenant {:?}", t.id) };
+    // On a bad id or base_url the tenant is still indexed under stand-ins,
+    // so that the cross-tenant rules report their problems in the same run
+    // (the config is refused anyway).
+    let id = p.take(format!("{at}: id"), TenantId::parse(&t.id)).unwrap_or_else(|| TenantId::stand_in(&t.id));
+    let base_url =
+        p.take(format!("{at}: base_url"), BaseUrl::parse(&t.base_url, t.allow_http)).unwrap_or_else(BaseUrl::stand_in);
+    let origins = t.origins.iter().filter_map(|o| p.take(format!("{at}: origins"), Origin::parse(o))).collect();
+    for code in &t.domain_codes {
+        if code.is_empty() {
+            p.push(format!("{at}: domain_codes"), "an empty domain code is never sent");
+        }
+    }
+    if let Some(s) = &t.order_suffix
+        && s.is_empty()
+    {
+        p.push(format!("{at}: order_suffix"), "must not be empty (leave it out instead)");
+    }
+    let ack = match t.ack.as_str() {
+        "stored" => AckMode::Stored,
+        "delivered" => AckMode::Delivered,
+        other => {
+            p.push(format!("{at}: ack"), format!("{other:?} must be \"stored\" or \"delivered\""));
+            AckMode::Stored
+        }
+    };
+    let forward_secret = t
+        .forward_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| p.take(format!("{at}: forward_secret"), ForwardSecret::parse(s)));
+
+    let funpoint = t.funpoint.map(|f| {
+        let keys = match (non_empty(f.hash_key), non_empty(f.hash_iv)) {
+            (Some(key), Some(iv)) => Some(HashKeys { key: Secret::new(key), iv: Secret::new(iv) }),
+            (None, None) => None,
+            (Some(_), None) => {
+                p.push(format!("{at}: funpoint.hash_iv"), "hash_key is set but hash_iv is not; set both or neither");
+                None
+            }
+            (None, Some(_)) => {
+                p.push(format!("{at}: funpoint.hash_key"), "hash_iv is set but hash_key is not; set both or neither");
+                None
+            }
+        };
+        let verify = match f.verify.as_str() {
+            "mac" => FunpointVerify::Mac,
+            "none" => FunpointVerify::None,
+            other => {
+                p.push(format!("{at}: funpoint.verify"), format!("{other:?} must be \"mac\" or \"none\""));
+                FunpointVerify::Mac
+            }
+        };
+        let encrypt_type = match f.encrypt_type {
+            1 => HashAlgorithm::Sha256,
+            0 => HashAlgorithm::Md5,
+            other => {
+                p.push(format!("{at}: funpoint.encrypt_type"), format!("{other} must be 1 (SHA-256) or 0 (MD5)"));
+                HashAlgorithm::Sha256
+            }
+        };
+        FunpointTenant {
+            merchant_id: non_empty(f.merchant_id),
+            keys,
+            verify,
+            encrypt_type,
+            api_path: check_path(p, format!("{at}: funpoint.api_path"), f.api_path),
+            notify_path: check_path(p, format!("{at}: funpoint.notify_path"), f.notify_path),
+            result_path: check_path(p, format!("{at}: funpoint.result_path"), f.result_path),
+        }
+    });
+    let oen = t.oen.map(|o| OenTenant {
+        merchant_id: non_empty(o.merchant_id),
+        notify_path: check_path(p, format!("{at}: oen.notify_path"), o.notify_path),
+    });
+    let sinopac = t.sinopac.map(|s| SinopacTenant {
+        shop_no: non_empty(s.shop_no),
+        notify_path: check_path(p, format!("{at}: sinopac.notify_path"), s.notify_path),
+        return_path: check_path(p, format!("{at}: sinopac.return_path"), s.return_path),
+    });
+    let tappay = t.tappay.map(|s| TapPayTenant {
+        notify_path: check_path(p, format!("{at}: tappay.notify_path"), s.notify_path),
+        return_path: check_path(p, format!("{at}: tappay.return_path"), s.return_path),
+    });
+
+    Tenant {
+        id,
+        base_url,
+        domain_codes: t.domain_codes,
+        order_suffix: t.order_suffix,
+        origins,
+        ack,
+        forward_secret,
+        drop_simulated: t.drop_simulated,
+        funpoint,
+        oen,
+        sinopac,
+        tappay,
+    }
+}
