@@ -182,6 +182,9 @@ async fn the_log_has_a_line_per_request_and_attempt_and_never_a_secret() {
     );
     // (The mock tenant answers every path with the payment form, so the
     // attempt fails: its answer is not `1|OK`.)
+    // F15: a wrong admin token is logged, with the address it came from.
+    let wrong_token = json.iter().find(|v| v["message"] == "admin: wrong token").expect("the wrong token's line");
+    assert_eq!(wrong_token["remote"], "127.0.0.1");
     let delivered = json.iter().find(|v| v["message"] == "delivery failed; will retry").expect("the attempt's line");
     assert_eq!(delivered["error"], "the tenant's answer is not an acknowledgement");
     assert_eq!(delivered["tenant"], "shop");
