@@ -447,7 +447,7 @@ async fn accept_one(conn: &mut PgConnection, n: &NewCallback, now: i64) -> Resul
                 .await?;
             continue;
         }
-        let status = Status::parse(original.try_get("status")?).unwrap_or(Status::Pending);
+        let status = rows::status(original.try_get("status")?)?;
         return Ok(Accepted::Duplicate { id: original_id, status });
     }
     Err(sqlx::Error::Protocol("the dedup key kept changing hands".into()))

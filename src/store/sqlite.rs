@@ -571,7 +571,7 @@ async fn accept_all(
             if r.try_get::<i64, _>("received_at")? < now - ms(window) {
                 expired.push((i, original));
             } else {
-                let status = Status::parse(r.try_get("status")?).unwrap_or(Status::Pending);
+                let status = rows::status(r.try_get("status")?)?;
                 originals.insert(dup, Accepted::Duplicate { id: original, status });
             }
         }
