@@ -274,8 +274,9 @@ pub fn route(args: &RouteArgs) -> ExitCode {
         eprintln!("unknown provider {:?} (known: {})", args.provider, known.join(", "));
         return ExitCode::FAILURE;
     };
-    let (key, _) = provider.routing_key();
-    let result = routing::route(&config.table, provider, get(key), path_tenant);
+    let imp = crate::providers::of(provider);
+    let (key, _) = imp.routing_key();
+    let result = routing::route(&config.table, imp, get(key), path_tenant);
     match result {
         Ok(m) => {
             println!("tenant {} (matched by {})", m.tenant.id, m.matched_by);

@@ -1,8 +1,11 @@
 //! Which tenant a callback belongs to. The answer is the same for the
-//! `route` dry run, the notify endpoints and the browser returns, so it lives
-//! in one place: each provider names its routing key and how it matches.
+//! `route` dry run, the notify endpoints and the browser returns, so the
+//! rule lives in one place; the facts it uses (each provider's routing key,
+//! how it matches, the tenant's section) are the provider's own, in
+//! `src/providers/`.
 
 use crate::config::{RoutingTable, Tenant, suffix_of};
+use crate::providers::Provider as ProviderImpl;
 
 /// A client-chosen value as it goes into an error (logged, stored as the
 /// row's reason): at most 64 characters.
@@ -42,51 +45,6 @@ impl Provider {
             Self::Oen => "oen",
             Self::Sinopac => "sinopac",
             Self::TapPay => "tappay",
-        }
-    }
-
-    /// The payload field that routes, and how.
-    pub fn routing_key(self) -> (&'static str, KeyKind) {
-        match self {
-            Self::Funpoint => ("MerchantTradeNo", KeyKind::OrderSuffix),
-            Self::Oen => ("merchantId", KeyKind::Merchant),
-            Self::Sinopac => ("ShopNo", KeyKind::Merchant),
-            Self::TapPay => ("order_number", KeyKind::OrderSuffix),
-        }
-    }
-
-    /// Does the tenant take this provider's callbacks (has its section)?
-    pub fn serves(self, tenant: &Tenant) -> bool {
-        match self {
-            Self::Funpoint => tenant.funpoint.is_some(),
-            Self::Oen => tenant.oen.is_some(),
-            Self::Sinopac => tenant.sinopac.is_some(),
-            Self::TapPay => tenant.tappay.is_some(),
-        }
-    }
-
-    /// The tenant's merchant key for a key-routed provider, when configured.
-    fn merchant_key(self, tenant: &Tenant) -> Option<&str> {
-        match self {
-            Self::Oen => tenant.oen.as_ref()?.merchant_id.as_deref(),
-            Self::Sinopac => tenant.sinopac.as_ref()?.shop_no.as_deref(),
-            Self::Funpoint | Self::TapPay => None,
-        }
-    }
-
-    fn suffix_len(self, table: &RoutingTable) -> usize {
-        match self {
-            Self::TapPay => table.tappay_suffix_len,
-            _ => table.funpoint.order_suffix_len,
-        }
-    }
-
-    fn by_key<'a>(self, table: &'a RoutingTable, key: &str) -> Option<&'a Tenant> {
-        match self {
-            Self::Funpoint => table.funpoint_by_order(key),
-            Self::TapPay => table.tappay_by_order(key),
-            Self::Oen => table.oen_by_merchant(key),
-            Self::Sinopac => table.sinopac_by_shop(key),
         }
     }
 }
@@ -130,9 +88,9 @@ impl RouteError {
 /// tenant's suffix when it has one; a merchant key must equal the tenant's
 /// configured one when it has one. Only tenants with the provider's section
 /// are considered.
-pub fn route<'a>(
+pub fn route<'a, P: ProviderImpl + ?Sized>(
     table: &'a RoutingTable,
-    provider: Provider,
+    provider: &P,
     key: Option<&str>,
     path_tenant: Option<&str>,
 ) -> Result<RouteMatch<'a>, RouteError> {
@@ -161,7 +119,7 @@ pub fn route<'a>(
         return Ok(RouteMatch { tenant, matched_by: format!("path tenant {id:?}") });
     }
     let value = key.ok_or(RouteError::MissingKey(key_name))?;
-    match (provider.by_key(table, value), kind) {
+    match (provider.find(table, value), kind) {
         (Some(tenant), KeyKind::OrderSuffix) => Ok(RouteMatch {
             tenant,
             matched_by: format!("{key_name} suffix {:?}", suffix_of(value, len).unwrap_or_default()),
@@ -180,5 +138,5 @@ pub fn funpoint<'a>(
     merchant_trade_no: Option<&str>,
     path_tenant: Option<&str>,
 ) -> Result<RouteMatch<'a>, RouteError> {
-    route(table, Provider::Funpoint, merchant_trade_no, path_tenant)
+    route(table, crate::providers::of(Provider::Funpoint), merchant_trade_no, path_tenant)
 }

@@ -29,7 +29,7 @@ async fn sinopac_inner(state: &AppState, body: Body) -> Result<Response, Gateway
     let bytes = body::read(body).await?;
     let form = FormFields::parse(&bytes).map_err(|_| GatewayError::UnknownShop)?;
     let config = state.config();
-    let routed = routing::route(&config.table, Provider::Sinopac, form.get("ShopNo"), None)
+    let routed = routing::route(&config.table, crate::providers::of(Provider::Sinopac), form.get("ShopNo"), None)
         .map_err(|_| GatewayError::UnknownShop)?;
     let tenant = routed.tenant;
     let section = tenant.sinopac.as_ref().ok_or(GatewayError::UnknownShop)?;

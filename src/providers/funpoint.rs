@@ -120,6 +120,18 @@ impl Provider for Funpoint {
         routing::Provider::Funpoint
     }
 
+    fn routing_key(&self) -> (&'static str, routing::KeyKind) {
+        ("MerchantTradeNo", routing::KeyKind::OrderSuffix)
+    }
+
+    fn serves(&self, tenant: &Tenant) -> bool {
+        tenant.funpoint.is_some()
+    }
+
+    fn find<'t>(&self, table: &'t crate::config::RoutingTable, key: &str) -> Option<&'t Tenant> {
+        table.funpoint_by_order(key)
+    }
+
     /// A form whatever the Content-Type says (Funpoint labels it text/html);
     /// it must be UTF-8, spell each field once, and carry a MerchantTradeNo.
     fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {

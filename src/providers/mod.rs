@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{NotifyLimits, RoutingTable, Tenant};
 use crate::form::FormFields;
-use crate::routing::{self, RouteError};
+use crate::routing::{self, KeyKind, RouteError};
 
 /// A callback body, parsed the way its provider sends it.
 #[derive(Debug)]
@@ -80,6 +80,25 @@ pub trait Provider: Send + Sync + 'static {
         self.kind().name()
     }
 
+    /// The payload field that routes, and how it matches a tenant.
+    fn routing_key(&self) -> (&'static str, KeyKind);
+
+    /// Does the tenant take this provider's callbacks (has its section)?
+    fn serves(&self, tenant: &Tenant) -> bool;
+
+    /// A key-routed provider's merchant key of `tenant`, when configured.
+    fn merchant_key<'t>(&self, _tenant: &'t Tenant) -> Option<&'t str> {
+        None
+    }
+
+    /// The tenant whose key (order suffix or merchant key) `key` is.
+    fn find<'t>(&self, table: &'t RoutingTable, key: &str) -> Option<&'t Tenant>;
+
+    /// How many trailing characters of an order number are the suffix.
+    fn suffix_len(&self, table: &RoutingTable) -> usize {
+        table.funpoint.order_suffix_len
+    }
+
     /// Parses the raw body. `None`: unparseable (400, nothing stored).
     fn parse(&self, body: &[u8], content_type: Option<&str>) -> Option<Parsed>;
 
@@ -90,8 +109,8 @@ pub trait Provider: Send + Sync + 'static {
         parsed: &Parsed,
         path_tenant: Option<&str>,
     ) -> Result<&'t Tenant, RouteError> {
-        let (key, _) = self.kind().routing_key();
-        routing::route(table, self.kind(), parsed.field(key).as_deref(), path_tenant).map(|m| m.tenant)
+        let (key, _) = self.routing_key();
+        routing::route(table, self, parsed.field(key).as_deref(), path_tenant).map(|m| m.tenant)
     }
 
     /// Checks what the provider signs, or what the tenant pins. Providers

@@ -17,6 +17,22 @@ impl Provider for Oen {
         routing::Provider::Oen
     }
 
+    fn routing_key(&self) -> (&'static str, routing::KeyKind) {
+        ("merchantId", routing::KeyKind::Merchant)
+    }
+
+    fn serves(&self, tenant: &Tenant) -> bool {
+        tenant.oen.is_some()
+    }
+
+    fn merchant_key<'t>(&self, tenant: &'t Tenant) -> Option<&'t str> {
+        tenant.oen.as_ref()?.merchant_id.as_deref()
+    }
+
+    fn find<'t>(&self, table: &'t crate::config::RoutingTable, key: &str) -> Option<&'t Tenant> {
+        table.oen_by_merchant(key)
+    }
+
     /// A JSON object, whatever the Content-Type says.
     fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {
         parse_json_object(body)

@@ -18,6 +18,22 @@ impl Provider for Sinopac {
         routing::Provider::Sinopac
     }
 
+    fn routing_key(&self) -> (&'static str, routing::KeyKind) {
+        ("ShopNo", routing::KeyKind::Merchant)
+    }
+
+    fn serves(&self, tenant: &Tenant) -> bool {
+        tenant.sinopac.is_some()
+    }
+
+    fn merchant_key<'t>(&self, tenant: &'t Tenant) -> Option<&'t str> {
+        tenant.sinopac.as_ref()?.shop_no.as_deref()
+    }
+
+    fn find<'t>(&self, table: &'t crate::config::RoutingTable, key: &str) -> Option<&'t Tenant> {
+        table.sinopac_by_shop(key)
+    }
+
     /// A JSON object when the body starts with `{`, else a UTF-8 form that
     /// carries `ShopNo` or `PayToken`.
     fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {

@@ -15,6 +15,22 @@ impl Provider for TapPay {
         routing::Provider::TapPay
     }
 
+    fn routing_key(&self) -> (&'static str, routing::KeyKind) {
+        ("order_number", routing::KeyKind::OrderSuffix)
+    }
+
+    fn serves(&self, tenant: &Tenant) -> bool {
+        tenant.tappay.is_some()
+    }
+
+    fn find<'t>(&self, table: &'t crate::config::RoutingTable, key: &str) -> Option<&'t Tenant> {
+        table.tappay_by_order(key)
+    }
+
+    fn suffix_len(&self, table: &crate::config::RoutingTable) -> usize {
+        table.tappay_suffix_len
+    }
+
     /// A JSON object, whatever the Content-Type says.
     fn parse(&self, body: &[u8], _content_type: Option<&str>) -> Option<Parsed> {
         parse_json_object(body)
