@@ -53,125 +53,16 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
         let mut p = Problems::default();
-
-        let server = ServerConfig {
-            listen: p
-                .take(
-                    "server.listen",
-                    raw.server.listen.parse().map_err(|_| format!("{:?} is not address:port", raw.server.listen)),
-                )
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            max_body_bytes: match usize::try_from(raw.server.max_body_bytes) {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    p.push("server.max_body_bytes", "must be a positive number of bytes");
-                    1
-                }
-            },
-            request_timeout: p.duration("server.request_timeout", &raw.server.request_timeout),
-            legacy_paths: raw.server.legacy_paths,
-            trusted_proxies: raw
-                .server
-                .trusted_proxies
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| p.take(format!("server.trusted_proxies[{i}]"), parse_cidr(s)))
-                .collect(),
-            max_connections: match usize::try_from(raw.server.max_connections) {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    p.push("server.max_connections", "must be a positive number");
-                    1
-                }
-            },
-            outbound_proxy: non_empty(raw.server.outbound_proxy).and_then(|u| match reqwest::Url::parse(&u) {
-                Ok(_) => Some(Secret::new(u)),
-                Err(_) => {
-                    p.push("server.outbound_proxy", "is not an absolute URL");
-                    None
-                }
-            }),
-            refused_per_minute: match u32::try_from(raw.server.refused_per_minute) {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    p.push("server.refused_per_minute", "must be between 1 and 4294967295");
-                    1
-                }
-            },
-        };
-        if server.request_timeout.is_zero() {
-            p.push("server.request_timeout", "must be longer than 0");
-        }
-
-        let storage = StorageConfig {
-            url: p
-                .take("storage.url", StorageUrl::parse(&raw.storage.url))
-                .unwrap_or(StorageUrl::Sqlite { path: "data/payrelay.db".into() }),
-            retention: p.duration("storage.retention", &raw.storage.retention),
-            keep_rejected: raw.storage.keep_rejected,
-            keep_rejected_bytes: raw.storage.keep_rejected_bytes,
-            keep_unroutable: raw.storage.keep_unroutable,
-            keep_unroutable_bytes: raw.storage.keep_unroutable_bytes,
-            unroutable_min_age: p.duration("storage.unroutable_min_age", &raw.storage.unroutable_min_age),
-            dead_retention: p.duration("storage.dead_retention", &raw.storage.dead_retention),
-            lease: p.duration("storage.lease", &raw.storage.lease),
-            pool_size: raw.storage.pool_size,
-            connect_timeout: p.duration("storage.connect_timeout", &raw.storage.connect_timeout),
-        };
-        if storage.lease.is_zero() {
-            p.push("storage.lease", "must be longer than 0");
-        }
-        if !(2..=1000).contains(&storage.pool_size) {
-            p.push("storage.pool_size", "must be between 2 and 1000");
-        }
-        if storage.connect_timeout.is_zero() || storage.connect_timeout > Duration::from_secs(4) {
-            // A provider must hear an answer (503) within 5 s while the
-            // database is unreachable (SPEC §6).
-            p.push("storage.connect_timeout", "must be longer than 0 and at most 4s");
-        }
-
-        let delivery = DeliveryConfig {
-            timeout: p.duration("delivery.timeout", &raw.delivery.timeout),
-            retry: raw
-                .delivery
-                .retry
-                .iter()
-                .enumerate()
-                .map(|(i, s)| p.duration(&format!("delivery.retry[{i}]"), s))
-                .collect(),
-            dedup_window: p.duration("delivery.dedup_window", &raw.delivery.dedup_window),
-            inline_timeout: p.duration("delivery.inline_timeout", &raw.delivery.inline_timeout),
-        };
-        if delivery.timeout.is_zero() {
-            p.push("delivery.timeout", "must be longer than 0");
-        }
-
+        let server = server(&mut p, raw.server);
+        let storage = storage(&mut p, raw.storage);
+        let delivery = delivery(&mut p, raw.delivery);
         if storage.lease <= delivery.timeout {
             // An attempt still in flight when its lease ends could be handed
             // out again, and the tenant would get it twice.
             p.push("storage.lease", format!("must be longer than delivery.timeout ({:?})", delivery.timeout));
         }
-
-        let admin = AdminConfig { token: non_empty(raw.admin.token).map(Secret::new) };
-        if let Some(token) = &admin.token
-            && token.expose().trim().chars().count() < MIN_ADMIN_TOKEN
-        {
-            p.push("admin.token", format!("must be at least {MIN_ADMIN_TOKEN} characters (e.g. openssl rand -hex 24)"));
-        }
-        let limit = |p: &mut Problems, at: &str, n: u64| match usize::try_from(n) {
-            Ok(n @ 256..) => n,
-            _ => {
-                p.push(at, "must be at least 256 bytes");
-                256
-            }
-        };
-        let notify_limits = NotifyLimits {
-            funpoint: limit(&mut p, "providers.funpoint.max_body_bytes", raw.providers.funpoint.max_body_bytes),
-            oen: limit(&mut p, "providers.oen.max_body_bytes", raw.providers.oen.max_body_bytes),
-            sinopac: limit(&mut p, "providers.sinopac.max_body_bytes", raw.providers.sinopac.max_body_bytes),
-            tappay: limit(&mut p, "providers.tappay.max_body_bytes", raw.providers.tappay.max_body_bytes),
-        };
-
+        let admin = admin(&mut p, raw.admin);
+        let notify_limits = notify_limits(&mut p, &raw.providers);
         let funpoint = FunpointSettings {
             payment_origins: raw
                 .providers
@@ -189,12 +80,120 @@ impl TryFrom<RawConfig> for Config {
         };
         let tappay_suffix_len =
             suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
-
         let tenants: Vec<Tenant> = raw.tenants.into_iter().enumerate().map(|(i, t)| tenant(&mut p, i, t)).collect();
-
         let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
-
         if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table, notify_limits }) } else { Err(p.0) }
+    }
+}
+
+/// A count that must be at least 1.
+fn positive(p: &mut Problems, at: &str, n: u64) -> usize {
+    match usize::try_from(n) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            p.push(at, "must be a positive number");
+            1
+        }
+    }
+}
+
+fn server(p: &mut Problems, raw: RawServer) -> ServerConfig {
+    let server = ServerConfig {
+        listen: p
+            .take("server.listen", raw.listen.parse().map_err(|_| format!("{:?} is not address:port", raw.listen)))
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        max_body_bytes: positive(p, "server.max_body_bytes", raw.max_body_bytes),
+        request_timeout: p.duration("server.request_timeout", &raw.request_timeout),
+        legacy_paths: raw.legacy_paths,
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| p.take(format!("server.trusted_proxies[{i}]"), parse_cidr(s)))
+            .collect(),
+        max_connections: positive(p, "server.max_connections", raw.max_connections),
+        outbound_proxy: non_empty(raw.outbound_proxy).and_then(|u| match reqwest::Url::parse(&u) {
+            Ok(_) => Some(Secret::new(u)),
+            Err(_) => {
+                p.push("server.outbound_proxy", "is not an absolute URL");
+                None
+            }
+        }),
+        refused_per_minute: u32::try_from(positive(p, "server.refused_per_minute", raw.refused_per_minute))
+            .unwrap_or(u32::MAX),
+    };
+    if server.request_timeout.is_zero() {
+        p.push("server.request_timeout", "must be longer than 0");
+    }
+    server
+}
+
+fn storage(p: &mut Problems, raw: RawStorage) -> StorageConfig {
+    let storage = StorageConfig {
+        url: p
+            .take("storage.url", StorageUrl::parse(&raw.url))
+            .unwrap_or(StorageUrl::Sqlite { path: "data/payrelay.db".into() }),
+        retention: p.duration("storage.retention", &raw.retention),
+        keep_rejected: raw.keep_rejected,
+        keep_rejected_bytes: raw.keep_rejected_bytes,
+        keep_unroutable: raw.keep_unroutable,
+        keep_unroutable_bytes: raw.keep_unroutable_bytes,
+        unroutable_min_age: p.duration("storage.unroutable_min_age", &raw.unroutable_min_age),
+        dead_retention: p.duration("storage.dead_retention", &raw.dead_retention),
+        lease: p.duration("storage.lease", &raw.lease),
+        pool_size: raw.pool_size,
+        connect_timeout: p.duration("storage.connect_timeout", &raw.connect_timeout),
+    };
+    if storage.lease.is_zero() {
+        p.push("storage.lease", "must be longer than 0");
+    }
+    if !(2..=1000).contains(&storage.pool_size) {
+        p.push("storage.pool_size", "must be between 2 and 1000");
+    }
+    if storage.connect_timeout.is_zero() || storage.connect_timeout > Duration::from_secs(4) {
+        // A provider must hear an answer (503) within 5 s while the
+        // database is unreachable (SPEC §6).
+        p.push("storage.connect_timeout", "must be longer than 0 and at most 4s");
+    }
+    storage
+}
+
+fn delivery(p: &mut Problems, raw: RawDelivery) -> DeliveryConfig {
+    let delivery = DeliveryConfig {
+        timeout: p.duration("delivery.timeout", &raw.timeout),
+        retry: raw.retry.iter().enumerate().map(|(i, s)| p.duration(&format!("delivery.retry[{i}]"), s)).collect(),
+        dedup_window: p.duration("delivery.dedup_window", &raw.dedup_window),
+        inline_timeout: p.duration("delivery.inline_timeout", &raw.inline_timeout),
+    };
+    if delivery.timeout.is_zero() {
+        p.push("delivery.timeout", "must be longer than 0");
+    }
+    delivery
+}
+
+fn admin(p: &mut Problems, raw: RawAdmin) -> AdminConfig {
+    let admin = AdminConfig { token: non_empty(raw.token).map(Secret::new) };
+    if let Some(token) = &admin.token
+        && token.expose().trim().chars().count() < MIN_ADMIN_TOKEN
+    {
+        p.push("admin.token", format!("must be at least {MIN_ADMIN_TOKEN} characters (e.g. openssl rand -hex 24)"));
+    }
+    admin
+}
+
+fn notify_limits(p: &mut Problems, raw: &RawProviders) -> NotifyLimits {
+    let mut limit = |at: &str, n: u64| match usize::try_from(n) {
+        Ok(n @ 256..) => n,
+        _ => {
+            p.push(at, "must be at least 256 bytes");
+            256
+        }
+    };
+    NotifyLimits {
+        funpoint: limit("providers.funpoint.max_body_bytes", raw.funpoint.max_body_bytes),
+        oen: limit("providers.oen.max_body_bytes", raw.oen.max_body_bytes),
+        sinopac: limit("providers.sinopac.max_body_bytes", raw.sinopac.max_body_bytes),
+        tappay: limit("providers.tappay.max_body_bytes", raw.tappay.max_body_bytes),
     }
 }
 
