@@ -241,45 +241,7 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
         .filter(|s| !s.is_empty())
         .and_then(|s| p.take(format!("{at}: forward_secret"), ForwardSecret::parse(s)));
 
-    let funpoint = t.funpoint.map(|f| {
-        let keys = match (non_empty(f.hash_key), non_empty(f.hash_iv)) {
-            (Some(key), Some(iv)) => Some(HashKeys { key: Secret::new(key), iv: Secret::new(iv) }),
-            (None, None) => None,
-            (Some(_), None) => {
-                p.push(format!("{at}: funpoint.hash_iv"), "hash_key is set but hash_iv is not; set both or neither");
-                None
-            }
-            (None, Some(_)) => {
-                p.push(format!("{at}: funpoint.hash_key"), "hash_iv is set but hash_key is not; set both or neither");
-                None
-            }
-        };
-        let verify = match f.verify.as_str() {
-            "mac" => FunpointVerify::Mac,
-            "none" => FunpointVerify::None,
-            other => {
-                p.push(format!("{at}: funpoint.verify"), format!("{other:?} must be \"mac\" or \"none\""));
-                FunpointVerify::Mac
-            }
-        };
-        let encrypt_type = match f.encrypt_type {
-            1 => HashAlgorithm::Sha256,
-            0 => HashAlgorithm::Md5,
-            other => {
-                p.push(format!("{at}: funpoint.encrypt_type"), format!("{other} must be 1 (SHA-256) or 0 (MD5)"));
-                HashAlgorithm::Sha256
-            }
-        };
-        FunpointTenant {
-            merchant_id: non_empty(f.merchant_id),
-            keys,
-            verify,
-            encrypt_type,
-            api_path: check_path(p, format!("{at}: funpoint.api_path"), f.api_path),
-            notify_path: check_path(p, format!("{at}: funpoint.notify_path"), f.notify_path),
-            result_path: check_path(p, format!("{at}: funpoint.result_path"), f.result_path),
-        }
-    });
+    let funpoint = t.funpoint.map(|f| funpoint_section(p, &at, f));
     let oen = t.oen.map(|o| OenTenant {
         merchant_id: non_empty(o.merchant_id),
         notify_path: check_path(p, format!("{at}: oen.notify_path"), o.notify_path),
@@ -307,5 +269,46 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
         oen,
         sinopac,
         tappay,
+    }
+}
+
+/// A tenant's `[tenants.funpoint]` section (SPEC §2 and §7).
+fn funpoint_section(p: &mut Problems, at: &str, f: RawTenantFunpoint) -> FunpointTenant {
+    let keys = match (non_empty(f.hash_key), non_empty(f.hash_iv)) {
+        (Some(key), Some(iv)) => Some(HashKeys { key: Secret::new(key), iv: Secret::new(iv) }),
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push(format!("{at}: funpoint.hash_iv"), "hash_key is set but hash_iv is not; set both or neither");
+            None
+        }
+        (None, Some(_)) => {
+            p.push(format!("{at}: funpoint.hash_key"), "hash_iv is set but hash_key is not; set both or neither");
+            None
+        }
+    };
+    let verify = match f.verify.as_str() {
+        "mac" => FunpointVerify::Mac,
+        "none" => FunpointVerify::None,
+        other => {
+            p.push(format!("{at}: funpoint.verify"), format!("{other:?} must be \"mac\" or \"none\""));
+            FunpointVerify::Mac
+        }
+    };
+    let encrypt_type = match f.encrypt_type {
+        1 => HashAlgorithm::Sha256,
+        0 => HashAlgorithm::Md5,
+        other => {
+            p.push(format!("{at}: funpoint.encrypt_type"), format!("{other} must be 1 (SHA-256) or 0 (MD5)"));
+            HashAlgorithm::Sha256
+        }
+    };
+    FunpointTenant {
+        merchant_id: non_empty(f.merchant_id),
+        keys,
+        verify,
+        encrypt_type,
+        api_path: check_path(p, format!("{at}: funpoint.api_path"), f.api_path),
+        notify_path: check_path(p, format!("{at}: funpoint.notify_path"), f.notify_path),
+        result_path: check_path(p, format!("{at}: funpoint.result_path"), f.result_path),
     }
 }
