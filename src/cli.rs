@@ -193,69 +193,75 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(out, "tappay         order suffix length {}", config.table.tappay_suffix_len);
     let _ = writeln!(out, "tenants        {}", config.table.tenants().len());
     for t in config.table.tenants() {
-        let _ = writeln!(out, "\ntenant {}", t.id);
-        let _ = writeln!(out, "  base_url      {}", t.base_url.as_str());
-        let _ = writeln!(
-            out,
-            "  domain codes  {}",
-            if t.domain_codes.is_empty() { "-".into() } else { t.domain_codes.join(", ") }
-        );
-        let _ = writeln!(out, "  order suffix  {}", t.order_suffix.as_deref().unwrap_or("-"));
-        let origins: Vec<&str> = t.origins.iter().map(|o| o.as_str()).collect();
-        let _ = writeln!(out, "  origins       {}", if origins.is_empty() { "-".into() } else { origins.join(", ") });
-        let _ = writeln!(
-            out,
-            "  ack           {}{}{}",
-            match t.ack {
-                config::AckMode::Stored => "stored",
-                config::AckMode::Delivered => "delivered",
-            },
-            if t.forward_secret.is_some() { "; deliveries signed" } else { "" },
-            if t.drop_simulated { "; simulated payments dropped" } else { "" },
-        );
-        if let Some(f) = &t.funpoint {
-            let _ = writeln!(
-                out,
-                "  funpoint      merchant_id {}; CheckMacValue {}",
-                f.merchant_id.as_deref().unwrap_or("(any)"),
-                match (f.verify, f.keys.is_some(), f.encrypt_type) {
-                    (config::FunpointVerify::None, _, _) => "not verified (verify = \"none\")",
-                    (_, false, _) => "required, but no keys: every notification is refused",
-                    (_, true, HashAlgorithm::Sha256) => "verified (keys set, SHA-256)",
-                    (_, true, HashAlgorithm::Md5) => "verified (keys set, MD5)",
-                }
-            );
-            let _ = writeln!(out, "                api    {}", t.base_url.join(&f.api_path));
-            let _ = writeln!(out, "                notify {}", t.base_url.join(&f.notify_path));
-            let _ = writeln!(out, "                result {}", t.base_url.join(&f.result_path));
-        }
-        if let Some(o) = &t.oen {
-            let _ = writeln!(
-                out,
-                "  oen           merchant_id {}; notify {}",
-                o.merchant_id.as_deref().unwrap_or("(path only)"),
-                t.base_url.join(&o.notify_path)
-            );
-        }
-        if let Some(s) = &t.sinopac {
-            let _ = writeln!(
-                out,
-                "  sinopac       shop_no {}; notify {}; return {}",
-                s.shop_no.as_deref().unwrap_or("(path only)"),
-                t.base_url.join(&s.notify_path),
-                t.base_url.join(&s.return_path)
-            );
-        }
-        if let Some(tp) = &t.tappay {
-            let _ = writeln!(
-                out,
-                "  tappay        notify {}; return {}",
-                t.base_url.join(&tp.notify_path),
-                t.base_url.join(&tp.return_path)
-            );
-        }
+        describe_tenant(&mut out, t);
     }
     out
+}
+
+/// One tenant's block of `check`'s table.
+fn describe_tenant(out: &mut String, t: &config::Tenant) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "\ntenant {}", t.id);
+    let _ = writeln!(out, "  base_url      {}", t.base_url.as_str());
+    let _ = writeln!(
+        out,
+        "  domain codes  {}",
+        if t.domain_codes.is_empty() { "-".into() } else { t.domain_codes.join(", ") }
+    );
+    let _ = writeln!(out, "  order suffix  {}", t.order_suffix.as_deref().unwrap_or("-"));
+    let origins: Vec<&str> = t.origins.iter().map(|o| o.as_str()).collect();
+    let _ = writeln!(out, "  origins       {}", if origins.is_empty() { "-".into() } else { origins.join(", ") });
+    let _ = writeln!(
+        out,
+        "  ack           {}{}{}",
+        match t.ack {
+            config::AckMode::Stored => "stored",
+            config::AckMode::Delivered => "delivered",
+        },
+        if t.forward_secret.is_some() { "; deliveries signed" } else { "" },
+        if t.drop_simulated { "; simulated payments dropped" } else { "" },
+    );
+    if let Some(f) = &t.funpoint {
+        let _ = writeln!(
+            out,
+            "  funpoint      merchant_id {}; CheckMacValue {}",
+            f.merchant_id.as_deref().unwrap_or("(any)"),
+            match (f.verify, f.keys.is_some(), f.encrypt_type) {
+                (config::FunpointVerify::None, _, _) => "not verified (verify = \"none\")",
+                (_, false, _) => "required, but no keys: every notification is refused",
+                (_, true, HashAlgorithm::Sha256) => "verified (keys set, SHA-256)",
+                (_, true, HashAlgorithm::Md5) => "verified (keys set, MD5)",
+            }
+        );
+        let _ = writeln!(out, "                api    {}", t.base_url.join(&f.api_path));
+        let _ = writeln!(out, "                notify {}", t.base_url.join(&f.notify_path));
+        let _ = writeln!(out, "                result {}", t.base_url.join(&f.result_path));
+    }
+    if let Some(o) = &t.oen {
+        let _ = writeln!(
+            out,
+            "  oen           merchant_id {}; notify {}",
+            o.merchant_id.as_deref().unwrap_or("(path only)"),
+            t.base_url.join(&o.notify_path)
+        );
+    }
+    if let Some(s) = &t.sinopac {
+        let _ = writeln!(
+            out,
+            "  sinopac       shop_no {}; notify {}; return {}",
+            s.shop_no.as_deref().unwrap_or("(path only)"),
+            t.base_url.join(&s.notify_path),
+            t.base_url.join(&s.return_path)
+        );
+    }
+    if let Some(tp) = &t.tappay {
+        let _ = writeln!(
+            out,
+            "  tappay        notify {}; return {}",
+            t.base_url.join(&tp.notify_path),
+            t.base_url.join(&tp.return_path)
+        );
+    }
 }
 
 pub fn route(args: &RouteArgs) -> ExitCode {
