@@ -43,26 +43,12 @@ pub(super) fn index(
         }
         if let Some(suffix) = &t.order_suffix {
             claim(p, &mut all_suffixes, &tenants, "order suffix", suffix, i);
-            let len = suffix.chars().count();
             if t.funpoint.is_some() {
-                if len != funpoint.order_suffix_len {
-                    p.push(
-                        format!("tenant {:?}: order_suffix", t.id.as_str()),
-                        format!(
-                            "{suffix:?} has {len} characters but providers.funpoint.order_suffix_len is {}",
-                            funpoint.order_suffix_len
-                        ),
-                    );
-                }
+                suffix_fits(p, t, suffix, "funpoint", funpoint.order_suffix_len);
                 funpoint_by_suffix.entry(suffix.clone()).or_insert(i);
             }
             if t.tappay.is_some() {
-                if len != tappay_suffix_len {
-                    p.push(
-                        format!("tenant {:?}: order_suffix", t.id.as_str()),
-                        format!("{suffix:?} has {len} characters but providers.tappay.order_suffix_len is {tappay_suffix_len}"),
-                    );
-                }
+                suffix_fits(p, t, suffix, "tappay", tappay_suffix_len);
                 tappay_by_suffix.entry(suffix.clone()).or_insert(i);
             }
         }
@@ -84,5 +70,17 @@ pub(super) fn index(
         tappay_by_suffix,
         oen_by_merchant,
         sinopac_by_shop,
+    }
+}
+
+/// An order suffix must be as long as the suffix length of every provider
+/// that routes the tenant by it.
+fn suffix_fits(p: &mut Problems, t: &Tenant, suffix: &str, provider: &str, len: usize) {
+    let has = suffix.chars().count();
+    if has != len {
+        p.push(
+            format!("tenant {:?}: order_suffix", t.id.as_str()),
+            format!("{suffix:?} has {has} characters but providers.{provider}.order_suffix_len is {len}"),
+        );
     }
 }
