@@ -87,7 +87,7 @@ pub async fn route<'c>(relay: &'c Relay<'_>, inbound: &Inbound, parsed: &Parsed)
             };
             tracing::warn!(provider = provider.name(), outcome = status.as_str(), reason = %e, "callback not routed");
             let kept = keep(relay, inbound.row(status, tenant, Some(e.to_string()))).await;
-            Err(kept.unwrap_or_else(|| Answer::refuse(StatusCode::BAD_REQUEST, providers::route_message(&e))))
+            Err(kept.or(Answer::refuse(StatusCode::BAD_REQUEST, providers::route_message(&e))))
         }
     }
 }
@@ -103,7 +103,7 @@ pub async fn verify(relay: &Relay<'_>, inbound: &Inbound, tenant: &Tenant, parse
         tracing::warn!(provider = provider.name(), tenant = %tenant_id, reason = rejection.message, "callback rejected");
         let kept =
             keep(relay, inbound.row(Status::Rejected, Some(tenant_id), Some(rejection.message.to_owned()))).await;
-        return Err(kept.unwrap_or_else(|| Answer::refuse(StatusCode::BAD_REQUEST, rejection.message)));
+        return Err(kept.or(Answer::refuse(StatusCode::BAD_REQUEST, rejection.message)));
     }
     let simulated = provider.simulated(parsed);
     if simulated && tenant.drop_simulated {
@@ -212,8 +212,9 @@ async fn deliver_now(relay: &Relay<'_>, claimed: Claimed) -> Answer {
 
 /// A "duplicate" that differs from its original in a field that matters
 /// (an amount, an order id) is no resend: it is kept as `rejected` for the
-/// operator (and acknowledged: it is on disk, and a resend would change
-/// nothing). `None`: a plain duplicate.
+/// operator and acknowledged once it is on disk (it may be the genuine one:
+/// when it cannot be kept, the provider is told to try again). `None`: a
+/// plain duplicate.
 async fn conflicting(
     relay: &Relay<'_>,
     inbound: &Inbound,
@@ -237,17 +238,39 @@ async fn conflicting(
     let field = providers::conflict(provider, parsed, &before)?;
     let reason = format!("conflicts with callback {original_id}: {field} differs");
     tracing::warn!(provider = provider.name(), tenant = %tenant.id, original = original_id, field, "conflicting duplicate kept for the operator");
-    keep(relay, inbound.row(Status::Rejected, Some(tenant.id.to_string()), Some(reason))).await;
     crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "conflict");
-    Some(Answer::Ack)
+    Some(match keep(relay, inbound.row(Status::Rejected, Some(tenant.id.to_string()), Some(reason))).await {
+        Kept::Stored => Answer::Ack,
+        Kept::Limited => Answer::refuse(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+        Kept::Full | Kept::Failed => Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable"),
+    })
+}
+
+/// What became of a callback kept for the operator.
+#[derive(Debug, PartialEq, Eq)]
+enum Kept {
+    Stored,
+    /// The source address used up its allowance of refused callbacks.
+    Limited,
+    /// Young unroutable rows fill their caps; not kept.
+    Full,
+    /// The store failed (logged).
+    Failed,
+}
+
+impl Kept {
+    /// The answer to a refused callback: 429 when it was not kept for the
+    /// allowance, else `refusal` (a failed write does not change a refusal).
+    fn or(self, refusal: Answer) -> Answer {
+        if self == Self::Limited { Answer::refuse(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests") } else { refusal }
+    }
 }
 
 /// Stores a callback that will not be delivered (rejected, unroutable), for
-/// the operator; its answer does not depend on this write. `Some(429)` when
-/// the source address has used up its allowance of refused callbacks:
-/// nothing is stored. An unroutable callback is not kept either while young
+/// the operator. Nothing is stored when the source address has used up its
+/// allowance of refused callbacks, nor an unroutable one while young
 /// unroutable rows fill their caps (see the purger).
-async fn keep(relay: &Relay<'_>, callback: NewCallback) -> Option<Answer> {
+async fn keep(relay: &Relay<'_>, callback: NewCallback) -> Kept {
     let ip = callback.remote_addr.as_deref().and_then(|a| a.parse().ok());
     if !relay.refused.allow(ip) {
         crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), "limited");
@@ -256,7 +279,7 @@ async fn keep(relay: &Relay<'_>, callback: NewCallback) -> Option<Answer> {
             remote = callback.remote_addr.as_deref().unwrap_or("-"),
             "refused callbacks from this address are over server.refused_per_minute; not kept"
         );
-        return Some(Answer::refuse(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"));
+        return Kept::Limited;
     }
     crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), callback.status.as_str());
     if callback.status == Status::Unroutable && relay.worker.unroutable_full() {
@@ -264,12 +287,15 @@ async fn keep(relay: &Relay<'_>, callback: NewCallback) -> Option<Answer> {
             provider = callback.provider,
             "unroutable callbacks fill storage.keep_unroutable(_bytes) with rows younger than unroutable_min_age; this one is not kept"
         );
-        return None;
+        return Kept::Full;
     }
-    if let Err(e) = relay.worker.store().accept(callback).await {
-        tracing::warn!(error = %e, "cannot keep a refused callback");
+    match relay.worker.store().accept(callback).await {
+        Ok(_) => Kept::Stored,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot keep a refused callback");
+            Kept::Failed
+        }
     }
-    None
 }
 
 #[cfg(test)]

@@ -289,6 +289,20 @@ async fn f3_a_forged_callback_for_another_tenant_does_not_swallow_the_genuine_on
     assert_eq!(g.app.detail(&kept.id).await.body.as_ref(), conflicting.as_bytes());
 }
 
+#[tokio::test]
+async fn f3_a_conflicting_copy_that_cannot_be_kept_is_not_acknowledged() {
+    need_backend!();
+    // It may be the genuine one (a forgery came first): if it cannot be put
+    // on disk for the operator, the provider must try again.
+    let g = Gw::start("[server]\nrefused_per_minute = 1").await;
+    let first = r#"{"rec_trade_id":"DC1","status":0,"order_number":"C0011","amount":1}"#;
+    assert_eq!(g.post("/tappay/notify", first).await.0, 200);
+    // The address's one refused callback a minute is used up.
+    assert_eq!(g.post("/tappay/notify", r#"{"rec_trade_id":"X","order_number":"C0099"}"#).await.0, 400);
+    let second = first.replace("\"amount\":1", "\"amount\":100");
+    assert_eq!(g.post("/tappay/notify", &second).await, (429, r#"{"error":"Too Many Requests"}"#.to_owned()));
+}
+
 // F5 + F7: refused callbacks are rate-limited and capped.
 
 #[tokio::test]
