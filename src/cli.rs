@@ -221,6 +221,12 @@ fn describe_tenant(out: &mut String, t: &config::Tenant) {
         if t.forward_secret.is_some() { "; deliveries signed" } else { "" },
         if t.drop_simulated { "; simulated payments dropped" } else { "" },
     );
+    describe_providers(out, t);
+}
+
+/// The tenant's provider sections, a line or a few each.
+fn describe_providers(out: &mut String, t: &config::Tenant) {
+    use std::fmt::Write as _;
     if let Some(f) = &t.funpoint {
         let _ = writeln!(
             out,

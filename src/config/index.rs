@@ -13,17 +13,6 @@ pub(super) fn index(
     tappay_suffix_len: usize,
     tenants: Vec<Tenant>,
 ) -> RoutingTable {
-    fn claim(p: &mut Problems, map: &mut HashMap<String, usize>, tenants: &[Tenant], what: &str, key: &str, i: usize) {
-        if let Some(&other) = map.get(key) {
-            p.push(
-                format!("tenants {:?} and {:?}", tenants[other].id.as_str(), tenants[i].id.as_str()),
-                format!("both claim {what} {key:?}"),
-            );
-        } else {
-            map.insert(key.to_owned(), i);
-        }
-    }
-
     let mut by_id = HashMap::new();
     let mut by_domain = HashMap::new();
     let mut all_suffixes = HashMap::new();
@@ -70,6 +59,18 @@ pub(super) fn index(
         tappay_by_suffix,
         oen_by_merchant,
         sinopac_by_shop,
+    }
+}
+
+/// Gives `key` to tenant `i` in `map`, or says which tenant had it first.
+fn claim(p: &mut Problems, map: &mut HashMap<String, usize>, tenants: &[Tenant], what: &str, key: &str, i: usize) {
+    if let Some(&other) = map.get(key) {
+        p.push(
+            format!("tenants {:?} and {:?}", tenants[other].id.as_str(), tenants[i].id.as_str()),
+            format!("both claim {what} {key:?}"),
+        );
+    } else {
+        map.insert(key.to_owned(), i);
     }
 }
 

@@ -217,24 +217,8 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
     let base_url =
         p.take(format!("{at}: base_url"), BaseUrl::parse(&t.base_url, t.allow_http)).unwrap_or_else(BaseUrl::stand_in);
     let origins = t.origins.iter().filter_map(|o| p.take(format!("{at}: origins"), Origin::parse(o))).collect();
-    for code in &t.domain_codes {
-        if code.is_empty() {
-            p.push(format!("{at}: domain_codes"), "an empty domain code is never sent");
-        }
-    }
-    if let Some(s) = &t.order_suffix
-        && s.is_empty()
-    {
-        p.push(format!("{at}: order_suffix"), "must not be empty (leave it out instead)");
-    }
-    let ack = match t.ack.as_str() {
-        "stored" => AckMode::Stored,
-        "delivered" => AckMode::Delivered,
-        other => {
-            p.push(format!("{at}: ack"), format!("{other:?} must be \"stored\" or \"delivered\""));
-            AckMode::Stored
-        }
-    };
+    routing_keys(p, &at, &t);
+    let ack = ack_mode(p, &at, &t.ack);
     let forward_secret = t
         .forward_secret
         .as_deref()
@@ -269,6 +253,31 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
         oen,
         sinopac,
         tappay,
+    }
+}
+
+/// Domain codes and the order suffix: present means not empty.
+fn routing_keys(p: &mut Problems, at: &str, t: &RawTenant) {
+    for code in &t.domain_codes {
+        if code.is_empty() {
+            p.push(format!("{at}: domain_codes"), "an empty domain code is never sent");
+        }
+    }
+    if let Some(s) = &t.order_suffix
+        && s.is_empty()
+    {
+        p.push(format!("{at}: order_suffix"), "must not be empty (leave it out instead)");
+    }
+}
+
+fn ack_mode(p: &mut Problems, at: &str, ack: &str) -> AckMode {
+    match ack {
+        "stored" => AckMode::Stored,
+        "delivered" => AckMode::Delivered,
+        other => {
+            p.push(format!("{at}: ack"), format!("{other:?} must be \"stored\" or \"delivered\""));
+            AckMode::Stored
+        }
     }
 }
 

@@ -8,3 +8,6 @@
 mod inbound;
 
 pub use inbound::{Answer, Inbound, Relay, acknowledge, parse, route, store, verify};
+
+#[cfg(test)]
+mod tests;

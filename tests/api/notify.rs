@@ -275,14 +275,15 @@ async fn a_resend_after_the_dedup_window_is_a_new_callback() {
     need_backend!();
     let tenant = MockServer::start().await;
     let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
-        .replace("timeout = \"700ms\"", "timeout = \"700ms\"\ndedup_window = \"300ms\"");
+        .replace("timeout = \"700ms\"", "timeout = \"700ms\"\ndedup_window = \"1h\"");
     let app = spawn_app(&config).await;
     let body = notification("FP24112215304501", "T1", "交易成功");
     assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
     assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
     eventually("the first delivery", WAIT, || tenant.received().len() == 1).await;
     assert_eq!(app.rows().await.len(), 1, "inside the window: one callback");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The store's clock moves past the window (no sleep).
+    app.state.store().clock().advance(Duration::from_secs(3601));
     assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
     eventually("the second delivery", WAIT, || tenant.received().len() == 2).await;
     let rows = app.rows().await;

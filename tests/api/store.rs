@@ -144,6 +144,26 @@ async fn claims_never_hand_a_row_out_twice_while_the_lease_holds() {
     store.close().await;
 }
 
+#[tokio::test]
+async fn a_key_past_its_window_on_the_store_clock_is_given_up() {
+    need_backend!();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let Accepted::Stored { id: first, .. } = store.accept(callback(Some("k"), b"1")).await.unwrap() else {
+        panic!("not stored")
+    };
+    let again = store.accept(callback(Some("k"), b"1")).await.unwrap();
+    assert_eq!(again, Accepted::Duplicate { id: first.clone(), status: Status::Pending });
+    // The store's clock, not a sleep, moves past the one-hour window.
+    store.clock().advance(Duration::from_secs(3601));
+    let Accepted::Stored { id: second, .. } = store.accept(callback(Some("k"), b"1")).await.unwrap() else {
+        panic!("a key past its window still deduplicated")
+    };
+    assert_ne!(first, second);
+    assert!(store.get(&first).await.unwrap().is_some(), "the old row stays, without its key");
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_move_a_callback_on_and_replay_brings_it_back() {
     need_backend!();

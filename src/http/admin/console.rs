@@ -149,9 +149,13 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>, Que
         );
         format!("/admin?{query}")
     });
-    page.rows = items
-        .into_iter()
-        .map(|s| Row {
+    page.rows = items.into_iter().map(|s| Row::of(s, now)).collect();
+    html(StatusCode::OK, &page)
+}
+
+impl Row {
+    fn of(s: crate::store::CallbackSummary, now: i64) -> Self {
+        Self {
             age: age(now - s.received_at_ms),
             received_at: rfc3339(s.received_at_ms),
             id: s.id,
@@ -160,9 +164,8 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>, Que
             status: s.status.as_str(),
             attempts: s.attempts,
             last_error: s.last_error.unwrap_or_default(),
-        })
-        .collect();
-    html(StatusCode::OK, &page)
+        }
+    }
 }
 
 pub async fn detail(State(state): State<AppState>, Path(id): Path<String>, Query(notice): Query<Notice>) -> Response {

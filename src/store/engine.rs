@@ -1,0 +1,121 @@
+//! A store on one backend: the writer's handle for writes, the backend's
+//! read connections for reads. The same code for SQLite and PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::backend::Backend;
+use super::ops;
+use super::sql::Sql;
+use super::types::*;
+use super::writer::{self, Op};
+use super::{Clock, StoreError};
+
+/// A write not answered by then is reported as failed (the provider will
+/// resend); notify paths must answer within 5 s even when storage hangs.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub(super) struct Engine<B: Backend> {
+    backend: Arc<B>,
+    sql: Arc<Sql>,
+    writer: mpsc::Sender<Op>,
+    clock: Clock,
+}
+
+impl<B: Backend> Clone for Engine<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            sql: self.sql.clone(),
+            writer: self.writer.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Engine<B> {
+    /// Migrates the store and starts its writer.
+    pub(super) async fn start(backend: B) -> Result<Self, StoreError> {
+        let sql = Arc::new(Sql::new(B::dialect()));
+        let mut conn = backend.write_conn().await?;
+        ops::migrate(&mut conn, &sql).await?;
+        let (backend, clock) = (Arc::new(backend), Clock::default());
+        let writer = writer::spawn(backend.clone(), sql.clone(), clock.clone(), conn);
+        Ok(Self { backend, sql, writer, clock })
+    }
+
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(op(tx)).await.map_err(|_| StoreError::WriterGone)?;
+        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::WriterGone),
+            Err(_) => Err(StoreError::Timeout(WRITE_TIMEOUT)),
+        }
+    }
+
+    pub(super) async fn accept(&self, new: NewCallback) -> Result<Accepted, StoreError> {
+        self.call(|reply| Op::Accept(new, reply)).await
+    }
+
+    pub(super) async fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+        id: Option<&str>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, id) = (owner.to_owned(), id.map(str::to_owned));
+        self.call(|reply| Op::Claim { owner, lease, limit, id, reply }).await
+    }
+
+    pub(super) async fn record(&self, seq: i64, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
+        self.call(|reply| Op::Record { seq, attempt, outcome, reply }).await
+    }
+
+    pub(super) async fn release(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.call(|reply| Op::Release { owner, reply }).await
+    }
+
+    pub(super) async fn replay(&self, what: Replay) -> Result<u64, StoreError> {
+        self.call(|reply| Op::Replay { what, reply }).await
+    }
+
+    pub(super) async fn purge(&self, policy: PurgePolicy) -> Result<Purged, StoreError> {
+        self.call(|reply| Op::Purge(policy, reply)).await
+    }
+
+    pub(super) async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
+        Ok(ops::get(self.backend.read_conn().await?, &self.sql, id).await?)
+    }
+
+    pub(super) async fn list(&self, filter: &ListFilter) -> Result<Vec<CallbackSummary>, StoreError> {
+        Ok(ops::list(self.backend.read_conn().await?, &self.sql, filter).await?)
+    }
+
+    pub(super) async fn stats(&self) -> Result<Stats, StoreError> {
+        Ok(ops::stats(self.backend.read_conn().await?, &self.sql).await?)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.backend.read_conn().await?;
+        super::backend::Conn::execute(&mut conn, &self.sql.ping, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// Closes the connections after the last write has been committed.
+    pub(super) async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Op::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.backend.close().await;
+    }
+}

@@ -1,0 +1,232 @@
+//! Every statement the store runs, written once for both backends and
+//! spelled for one of them at open ([`Sql::new`]): placeholders `$n` become
+//! SQLite's `?n`, and the few planner hints come from its [`Dialect`].
+//!
+//! Accepts and attempt records, the bulk of the traffic, go in multi-row
+//! statements prepared in a few fixed sizes ([`CHUNKS`]), so that each size
+//! is prepared once and cached by the driver.
+
+use std::sync::Arc;
+
+use super::backend::Dialect;
+
+/// Multi-row statements come in these sizes; a batch of n rows is split by
+/// the binary digits of n (300 = 256 + 32 + 8 + 4): a few statements however
+/// large it is.
+pub(super) const CHUNKS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
+
+pub(super) fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
+
+/// The columns of a new callback, in the order `ops::insert_rows` binds them.
+pub(super) const INSERT_COLS: usize = 16;
+const INSERT_HEAD: &str = "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr,
+    simulated, dedup_key, received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at, path_tenant)";
+const INSERT_TAIL: &str = "ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id, seq";
+
+/// A dedup lookup row: the newcomer's id, the provider, the key.
+pub(super) const ORIGINAL_COLS: usize = 3;
+const ORIGINALS_HEAD: &str = "SELECT v.column1 AS dup, c.id, c.status, c.received_at FROM (";
+const ORIGINALS_TAIL: &str = ") AS v JOIN callbacks c ON c.provider = v.column2 AND c.dedup_key = v.column3";
+
+/// The columns of an attempt, in the order `ops::record_all` binds them.
+pub(super) const RECORD_COLS: usize = 9;
+const RECORD_HEAD: &str = "INSERT INTO attempts (callback_seq, n, at, status_code, duration_ms, error,
+    response_excerpt, outcome, next_at)";
+const RECORD_TAIL: &str = "ON CONFLICT (callback_seq, n) DO UPDATE SET at = excluded.at,
+    status_code = excluded.status_code, duration_ms = excluded.duration_ms, error = excluded.error,
+    response_excerpt = excluded.response_excerpt, outcome = excluded.outcome, next_at = excluded.next_at";
+
+/// The one rule of attempts: recording one moves its callback on — only a
+/// pending callback (one replayed or finished meanwhile keeps its state;
+/// the late attempt is still kept). Followed by `(seq, n)` rows.
+const APPLY_HEAD: &str = "UPDATE callbacks
+    SET status = a.outcome,
+        attempts = CASE WHEN a.n > callbacks.attempts THEN a.n ELSE callbacks.attempts END,
+        next_attempt_at = a.next_at, lease_owner = NULL, lease_until = NULL, last_error = a.error,
+        finished_at = CASE WHEN a.outcome = 'pending' THEN NULL ELSE a.at + a.duration_ms END
+    FROM attempts a
+    WHERE a.callback_seq = callbacks.seq AND callbacks.status = 'pending' AND (a.callback_seq, a.n) IN (";
+
+const CLAIMED: &str = "RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts";
+const CLAIM_DUE: &str = "UPDATE callbacks SET lease_owner = $1, lease_until = $2
+    WHERE seq IN (
+        SELECT seq FROM callbacks {due_index}
+        WHERE status = 'pending' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+        ORDER BY next_attempt_at LIMIT $4 {skip_locked})";
+const CLAIM_ONE: &str = "UPDATE callbacks SET lease_owner = $1, lease_until = $2
+    WHERE id = $4 AND {no_index}status = 'pending' AND next_attempt_at <= $3
+      AND (lease_until IS NULL OR lease_until < $3)";
+
+/// A replay's common part: back in the queue, due at `$1`, unleased.
+pub(super) const REQUEUE: &str =
+    "UPDATE callbacks SET status = 'pending', next_attempt_at = $1, lease_owner = NULL, lease_until = NULL,
+    finished_at = NULL";
+const ROUTED: &str = ", tenant = $3, last_error = NULL, simulated = $4, dedup_key = $5
+    WHERE id = $2 AND status = 'unroutable' AND (CAST($5 AS TEXT) IS NULL OR NOT EXISTS (
+        SELECT 1 FROM callbacks o WHERE o.provider = callbacks.provider AND o.dedup_key = $5))";
+
+/// The rows of `$1` beyond the newest `$2` or beyond `$3` bytes of body
+/// (newest first), among those received before `$4`.
+const OVER_CAPS: &str = "DELETE FROM callbacks WHERE seq IN (
+    SELECT seq FROM (
+        SELECT seq, received_at, ROW_NUMBER() OVER w AS n, SUM(length(body)) OVER w AS total
+        FROM callbacks WHERE status = $1
+        WINDOW w AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)) ranked
+    WHERE (n > $2 OR total > $3) AND received_at < $4)";
+
+const SUMMARY: &str = "seq, id, provider, tenant, status, attempts, received_at, last_error";
+
+/// The store's statements, spelled for one backend.
+pub(super) struct Sql {
+    pub begin: Arc<str>,
+    pub begin_snapshot: Arc<str>,
+    pub commit: Arc<str>,
+    pub rollback: Arc<str>,
+    pub insert: Vec<Arc<str>>,
+    pub originals: Vec<Arc<str>>,
+    pub give_up_key: Arc<str>,
+    pub record: Vec<Arc<str>>,
+    pub apply: Vec<Arc<str>>,
+    pub claim_due: Arc<str>,
+    pub claim_one: Arc<str>,
+    pub release: Arc<str>,
+    pub release_all: Arc<str>,
+    pub routed: Arc<str>,
+    pub refuse: Arc<str>,
+    pub dead_of: Arc<str>,
+    pub purge_delivered: Arc<str>,
+    pub purge_dead: Arc<str>,
+    pub over_caps: Arc<str>,
+    pub unroutable_left: Arc<str>,
+    pub get: Arc<str>,
+    pub attempts_of: Arc<str>,
+    pub list: Arc<str>,
+    pub by_status: Arc<str>,
+    pub oldest_pending: Arc<str>,
+    pub ping: Arc<str>,
+    pub migrations_table: Arc<str>,
+    pub migration_done: Arc<str>,
+    pub migration_note: Arc<str>,
+    pub dialect: &'static Dialect,
+}
+
+impl Sql {
+    pub fn new(d: &'static Dialect) -> Self {
+        let s = |text: &str| spell(d, text);
+        let sized = |f: &dyn Fn(usize) -> String| CHUNKS.iter().map(|&n| s(&f(n))).collect::<Vec<_>>();
+        Self {
+            begin: s("BEGIN"),
+            begin_snapshot: s(d.begin_snapshot),
+            commit: s("COMMIT"),
+            rollback: s("ROLLBACK"),
+            insert: sized(&|n| format!("{INSERT_HEAD} {} {INSERT_TAIL}", values(INSERT_COLS, n))),
+            originals: sized(&|n| format!("{ORIGINALS_HEAD}{}{ORIGINALS_TAIL}", values(ORIGINAL_COLS, n))),
+            give_up_key: s("UPDATE callbacks SET dedup_key = NULL WHERE id = $1"),
+            record: sized(&|n| format!("{RECORD_HEAD} {} {RECORD_TAIL}", values(RECORD_COLS, n))),
+            apply: sized(&|n| format!("{APPLY_HEAD}{})", values(2, n))),
+            claim_due: s(&format!("{CLAIM_DUE} {CLAIMED}")),
+            claim_one: s(&format!("{CLAIM_ONE} {CLAIMED}")),
+            release: s("UPDATE callbacks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1"),
+            release_all: s("UPDATE callbacks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"),
+            routed: s(&format!("{REQUEUE}{ROUTED}")),
+            refuse: s("UPDATE callbacks SET status = 'rejected', tenant = $3, last_error = $4, finished_at = $1
+                WHERE id = $2 AND status = 'unroutable'"),
+            dead_of: s(&format!("{REQUEUE} WHERE tenant = $2 AND status = 'dead'")),
+            purge_delivered: s("DELETE FROM callbacks {received_index}
+                WHERE {no_index}status = 'delivered' AND received_at < $1"),
+            purge_dead: s("DELETE FROM callbacks WHERE status = 'dead' AND finished_at < $1"),
+            over_caps: s(OVER_CAPS),
+            unroutable_left: s("SELECT COUNT(*) AS n, COALESCE(SUM(length(body)), 0) AS bytes
+                FROM callbacks WHERE status = 'unroutable'"),
+            get: s(&format!(
+                "SELECT {SUMMARY}, content_type, body, remote_addr, simulated, next_attempt_at, path_tenant
+                 FROM callbacks WHERE id = $1"
+            )),
+            attempts_of: s("SELECT n, at, status_code, duration_ms, error, response_excerpt FROM attempts
+                WHERE callback_seq = $1 ORDER BY n"),
+            list: s(&format!(
+                "SELECT {SUMMARY} FROM callbacks
+                 WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR tenant = $2)
+                   AND (CAST($3 AS TEXT) IS NULL OR provider = $3) AND (CAST($4 AS BIGINT) IS NULL OR seq < $4)
+                 ORDER BY seq DESC LIMIT $5"
+            )),
+            by_status: s("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status"),
+            oldest_pending: s("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'"),
+            ping: s("SELECT 1"),
+            migrations_table: s(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            ),
+            migration_done: s("SELECT version FROM schema_migrations WHERE version = $1"),
+            migration_note: s("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)"),
+            dialect: d,
+        }
+    }
+
+    /// A statement made at run time, spelled for this backend.
+    pub fn spell(&self, text: &str) -> Arc<str> {
+        spell(self.dialect, text)
+    }
+
+    /// The statement of `cache` (one per [`CHUNKS`] size) for `rows` rows.
+    pub fn sized(cache: &[Arc<str>], rows: usize) -> Arc<str> {
+        let i = CHUNKS.iter().position(|&s| s == rows).unwrap_or(CHUNKS.len() - 1);
+        cache[i].clone()
+    }
+}
+
+/// `VALUES ($1, $2), ($3, $4) …` for `rows` rows of `cols` columns.
+fn values(cols: usize, rows: usize) -> String {
+    let row = |r: usize| {
+        let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+        format!("({})", cells.join(", "))
+    };
+    format!("VALUES {}", (0..rows).map(row).collect::<Vec<_>>().join(", "))
+}
+
+/// `text` for one backend: its hints filled in, its placeholders spelled.
+fn spell(d: &Dialect, text: &str) -> Arc<str> {
+    let filled = text
+        .replace("{due_index}", d.due_index)
+        .replace("{received_index}", d.received_index)
+        .replace("{no_index}", d.no_index)
+        .replace("{skip_locked}", d.skip_locked);
+    filled.replace('$', &d.numbered_with.to_string()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_add_up_and_use_the_cached_sizes() {
+        for n in [0, 1, 2, 3, 7, 100, 255, 256, 300, 511, 512] {
+            let sizes = chunk_sizes(n);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| CHUNKS.contains(s)));
+            assert!(sizes.len() <= 9, "{n}: {sizes:?}");
+        }
+        assert_eq!(chunk_sizes(300), [256, 32, 8, 4]);
+        assert_eq!(values(2, 2), "VALUES ($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn each_backend_gets_its_own_spelling() {
+        let lite = Sql::new(&super::super::sqlite::DIALECT);
+        let pg = Sql::new(&super::super::postgres::DIALECT);
+        assert!(lite.claim_due.contains("INDEXED BY callbacks_due") && lite.claim_due.contains("?3"));
+        assert!(!lite.claim_due.contains('$') && !lite.claim_due.contains("SKIP LOCKED"));
+        assert!(pg.claim_due.contains("FOR UPDATE SKIP LOCKED") && pg.claim_due.contains("$3"));
+        assert!(!pg.claim_due.contains('?') && !pg.claim_due.contains("INDEXED"));
+        assert!(pg.claim_one.contains("AND status = 'pending'") && lite.claim_one.contains("+status"));
+        assert_eq!(Sql::sized(&pg.insert, 2).matches("($").count(), 2);
+    }
+}

@@ -1,0 +1,207 @@
+//! The one writer of a store, the same for both backends: a task that owns
+//! the writing connection, takes whatever requests are waiting, runs them
+//! in one transaction and commits once. Callbacks that arrive while a
+//! commit is in flight share the next one (group commit), so durable
+//! throughput grows with concurrency while each request is answered only
+//! after its own row is committed.
+//!
+//! Attempt records need not be on disk before anything is answered (a lost
+//! one means an attempt made again), so they wait up to [`RECORD_DELAY`] to
+//! ride along with the next batch of accepts instead of paying a commit of
+//! their own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::backend::{Backend, Conn};
+use super::ops;
+use super::sql::Sql;
+use super::types::*;
+use super::{Clock, StoreError};
+
+/// Most requests committed in one transaction.
+pub(super) const MAX_BATCH: usize = 512;
+/// How long an attempt record may wait for accepts to share a commit with.
+const RECORD_DELAY: Duration = Duration::from_millis(20);
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(super) enum Op {
+    Accept(NewCallback, Reply<Accepted>),
+    Claim { owner: String, lease: Duration, limit: usize, id: Option<String>, reply: Reply<Vec<Claimed>> },
+    Record { seq: i64, attempt: AttemptRecord, outcome: Outcome, reply: Reply<()> },
+    Release { owner: String, reply: Reply<u64> },
+    Replay { what: Replay, reply: Reply<u64> },
+    Purge(PurgePolicy, Reply<Purged>),
+    Close(oneshot::Sender<()>),
+}
+
+/// What one op produced, before its reply is sent.
+enum Done {
+    Accepted(Accepted),
+    Claimed(Vec<Claimed>),
+    Recorded,
+    Count(u64),
+    Purged(Purged),
+}
+
+struct Writer<B: Backend> {
+    backend: Arc<B>,
+    sql: Arc<Sql>,
+    clock: Clock,
+    /// Kept between batches; `None` after a failure, taken afresh next time.
+    conn: Option<B::Conn>,
+}
+
+pub(super) fn spawn<B: Backend>(backend: Arc<B>, sql: Arc<Sql>, clock: Clock, conn: B::Conn) -> mpsc::Sender<Op> {
+    let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+    tokio::spawn(Writer { backend, sql, clock, conn: Some(conn) }.run(rx));
+    tx
+}
+
+impl<B: Backend> Writer<B> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+        let mut deferred: Vec<Op> = Vec::new();
+        let mut deferred_since: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deferred_since {
+                None => rx.recv().await,
+                Some(since) => match tokio::time::timeout_at(since + RECORD_DELAY, rx.recv()).await {
+                    Ok(op) => op,
+                    Err(_) => {
+                        deferred_since = None;
+                        self.run_batch(std::mem::take(&mut deferred)).await;
+                        continue;
+                    }
+                },
+            };
+            let Some(first) = next else {
+                self.run_batch(std::mem::take(&mut deferred)).await;
+                return;
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            // A Close is answered after the writes it came with are committed.
+            let mut close = None;
+            let mut ops = Vec::with_capacity(batch.len() + deferred.len());
+            for op in batch.drain(..) {
+                match op {
+                    Op::Close(tx) => close = Some(tx),
+                    op @ Op::Record { .. } => deferred.push(op),
+                    other => ops.push(other),
+                }
+            }
+            if ops.is_empty() && close.is_none() && deferred.len() < MAX_BATCH {
+                deferred_since.get_or_insert_with(tokio::time::Instant::now);
+                continue;
+            }
+            ops.append(&mut deferred);
+            deferred_since = None;
+            self.run_batch(ops).await;
+            if let Some(done) = close {
+                drop(self.conn.take());
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    /// Runs every op in one transaction. If the transaction fails as a
+    /// whole, each op is run again in its own, so that one bad op (or a
+    /// deadlock with another instance's batch) fails only itself.
+    async fn run_batch(&mut self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        if ops.len() > 1 {
+            match self.transaction(&ops).await {
+                Ok(results) => {
+                    ops.into_iter().zip(results).for_each(|(op, r)| answer(op, Ok(r)));
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, ops = ops.len(), "batched write failed; retrying one by one"),
+            }
+        }
+        for op in ops {
+            match self.transaction(std::slice::from_ref(&op)).await {
+                Ok(mut results) => answer(op, Ok(results.remove(0))),
+                Err(e) => answer(op, Err(e)),
+            }
+        }
+    }
+
+    async fn transaction(&mut self, ops: &[Op]) -> Result<Vec<Done>, sqlx::Error> {
+        let mut c = match self.conn.take() {
+            Some(c) => c,
+            None => self.backend.write_conn().await?,
+        };
+        if let Err(e) = c.execute(&self.sql.begin, Vec::new()).await {
+            c.discard();
+            return Err(e);
+        }
+        let result = batch(&mut c, &self.sql, ops, self.clock.now_ms()).await;
+        let (conn, result) = ops::finish(c, &self.sql, result).await;
+        self.conn = conn;
+        result
+    }
+}
+
+/// The ops of one transaction: accepts and records in multi-row
+/// statements, the rest one by one, each op's result in its place.
+async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Vec<Done>, sqlx::Error> {
+    let accepts: Vec<&NewCallback> =
+        ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(n) } else { None }).collect();
+    let mut accepted = ops::accept_all(c, sql, &accepts, now).await?.into_iter();
+    let records: Vec<(i64, &AttemptRecord, Outcome)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Record { seq, attempt, outcome, .. } => Some((*seq, attempt, *outcome)),
+            _ => None,
+        })
+        .collect();
+    ops::record_all(c, sql, &records).await?;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(match op {
+            Op::Accept(..) => {
+                Done::Accepted(accepted.next().ok_or_else(|| sqlx::Error::Protocol("accept result missing".into()))?)
+            }
+            Op::Record { .. } => Done::Recorded,
+            Op::Claim { owner, lease, limit, id, .. } => {
+                Done::Claimed(ops::claim(c, sql, owner, *lease, *limit, id.as_deref(), now).await?)
+            }
+            Op::Release { owner, .. } => Done::Count(c.execute(&sql.release, vec![owner.as_str().into()]).await?),
+            Op::Replay { what, .. } => Done::Count(ops::replay(c, sql, what, now).await?),
+            Op::Purge(policy, _) => Done::Purged(ops::purge(c, sql, policy).await?),
+            Op::Close(_) => continue,
+        });
+    }
+    Ok(results)
+}
+
+fn answer(op: Op, result: Result<Done, sqlx::Error>) {
+    fn send<T>(tx: Reply<T>, r: Result<Done, sqlx::Error>, pick: impl FnOnce(Done) -> Option<T>) {
+        let r = r.and_then(|d| pick(d).ok_or_else(|| sqlx::Error::Protocol("writer answered the wrong kind".into())));
+        let _ = tx.send(r.map_err(StoreError::from));
+    }
+    match op {
+        Op::Accept(_, tx) => send(tx, result, |d| if let Done::Accepted(a) = d { Some(a) } else { None }),
+        Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
+        Op::Record { reply, .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
+        Op::Release { reply, .. } | Op::Replay { reply, .. } => {
+            send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
+        }
+        Op::Purge(_, tx) => send(tx, result, |d| if let Done::Purged(p) = d { Some(p) } else { None }),
+        Op::Close(tx) => {
+            let _ = tx.send(());
+        }
+    }
+}
