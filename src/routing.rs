@@ -14,7 +14,8 @@ fn cut(value: &str) -> String {
 }
 
 /// The providers payrelay knows, by their path segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Provider {
     Funpoint,
     Oen,
@@ -46,6 +47,12 @@ impl Provider {
             Self::Sinopac => "sinopac",
             Self::TapPay => "tappay",
         }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -119,9 +119,9 @@ pub async fn deliver(state: &Worker, callback: Claimed, permit: Option<OwnedSema
     let (record, outcome) = attempt(state.client(), &config, &callback).await;
     drop(permit);
     let delivered = matches!(outcome, crate::store::Outcome::Delivered);
-    let tenant = callback.tenant.as_deref().unwrap_or("-");
+    let tenant = callback.tenant.as_ref().map_or("-", |t| t.as_str());
     crate::metrics::attempt(
-        &callback.provider,
+        callback.provider.name(),
         tenant,
         delivered,
         matches!(outcome, crate::store::Outcome::Dead),
@@ -164,7 +164,7 @@ pub enum Resend {
 /// that is due, if any, is claimed for the caller to make now.
 pub async fn on_resend(
     worker: &Worker,
-    id: &str,
+    id: &crate::store::CallbackId,
     status: crate::store::Status,
     inline: bool,
     lease: Duration,

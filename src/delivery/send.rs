@@ -30,7 +30,7 @@ pub async fn attempt(client: &reqwest::Client, config: &Config, callback: &Claim
     let result = send(client, config, callback, n).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut record = AttemptRecord { n, at_ms, status_code: None, duration_ms, error: None, response_excerpt: None };
-    let provider = providers::by_name(&callback.provider);
+    let provider = Some(providers::of(callback.provider));
     let (took_it, retry_after) = match result {
         Ok(answer) => {
             record.status_code = Some(answer.status.as_u16());
@@ -59,9 +59,8 @@ pub async fn attempt(client: &reqwest::Client, config: &Config, callback: &Claim
 }
 
 async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: u32) -> Result<Answer, String> {
-    let provider =
-        providers::by_name(&callback.provider).ok_or_else(|| format!("unknown provider {:?}", callback.provider))?;
-    let tenant_id = callback.tenant.as_deref().ok_or("the callback has no tenant")?;
+    let provider = providers::of(callback.provider);
+    let tenant_id = callback.tenant.as_ref().map(|t| t.as_str()).ok_or("the callback has no tenant")?;
     let tenant =
         config.table.tenant(tenant_id).ok_or_else(|| format!("tenant {tenant_id:?} is not in the routing table"))?;
     let path = provider
@@ -76,7 +75,7 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
             http::header::CONTENT_TYPE,
             provider.delivery_content_type(callback.content_type.as_deref(), &callback.body),
         )
-        .header("x-payrelay-delivery", &callback.id)
+        .header("x-payrelay-delivery", callback.id.as_str())
         .header("x-payrelay-attempt", n.to_string());
     if let Some(addr) = &callback.remote_addr {
         request = request.header("x-forwarded-for", addr);
@@ -87,9 +86,9 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
     if let Some(secret) = &tenant.forward_secret {
         let timestamp = now_ms() / 1000;
         request = request
-            .header("webhook-id", &callback.id)
+            .header("webhook-id", callback.id.as_str())
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", sign(secret, &callback.id, timestamp, &callback.body));
+            .header("webhook-signature", sign(secret, callback.id.as_str(), timestamp, &callback.body));
     }
     let mut response = request.body(callback.body.clone()).send().await.map_err(|e| describe(&e, config))?;
     let status = response.status();

@@ -10,7 +10,7 @@ use crate::config::{AckMode, Config, Tenant};
 use crate::delivery::{self, Handle, Worker};
 use crate::providers::{self, Parsed, Provider};
 use crate::routing::RouteError;
-use crate::store::{Accepted, Claimed, DedupKey, NewCallback, Status};
+use crate::store::{Accepted, CallbackId, Claimed, DedupKey, NewCallback, Status};
 use crate::throttle::Throttle;
 
 /// What the provider is told: its acknowledgement, or an error with its
@@ -49,7 +49,7 @@ pub struct Inbound {
 impl Inbound {
     fn row(&self, status: Status, tenant: Option<String>, reason: Option<String>) -> NewCallback {
         NewCallback {
-            provider: self.provider.name(),
+            provider: self.provider.kind(),
             tenant,
             status,
             reason,
@@ -165,8 +165,8 @@ pub async fn acknowledge(
             let claimed = Claimed {
                 seq,
                 id,
-                provider: provider.name().to_owned(),
-                tenant: pending.tenant,
+                provider: provider.kind(),
+                tenant: Some(tenant.id.clone()),
                 content_type: pending.content_type,
                 body: pending.body,
                 remote_addr: pending.remote_addr,
@@ -220,7 +220,7 @@ async fn conflicting(
     inbound: &Inbound,
     parsed: &Parsed,
     tenant: &Tenant,
-    original_id: &str,
+    original_id: &CallbackId,
 ) -> Option<Answer> {
     let provider = inbound.provider;
     if provider.conflict_fields().is_empty() {
@@ -237,7 +237,7 @@ async fn conflicting(
     let before = provider.parse(&original.body, original.content_type.as_deref())?;
     let field = providers::conflict(provider, parsed, &before)?;
     let reason = format!("conflicts with callback {original_id}: {field} differs");
-    tracing::warn!(provider = provider.name(), tenant = %tenant.id, original = original_id, field, "conflicting duplicate kept for the operator");
+    tracing::warn!(provider = provider.name(), tenant = %tenant.id, original = %original_id, field, "conflicting duplicate kept for the operator");
     crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "conflict");
     Some(match keep(relay, inbound.row(Status::Rejected, Some(tenant.id.to_string()), Some(reason))).await {
         Kept::Stored => Answer::Ack,
@@ -273,18 +273,18 @@ impl Kept {
 async fn keep(relay: &Relay<'_>, callback: NewCallback) -> Kept {
     let ip = callback.remote_addr.as_deref().and_then(|a| a.parse().ok());
     if !relay.refused.allow(ip) {
-        crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), "limited");
+        crate::metrics::callback_received(callback.provider.name(), callback.tenant.as_deref(), "limited");
         tracing::warn!(
-            provider = callback.provider,
+            provider = callback.provider.name(),
             remote = callback.remote_addr.as_deref().unwrap_or("-"),
             "refused callbacks from this address are over server.refused_per_minute; not kept"
         );
         return Kept::Limited;
     }
-    crate::metrics::callback_received(callback.provider, callback.tenant.as_deref(), callback.status.as_str());
+    crate::metrics::callback_received(callback.provider.name(), callback.tenant.as_deref(), callback.status.as_str());
     if callback.status == Status::Unroutable && relay.worker.unroutable_full() {
         tracing::warn!(
-            provider = callback.provider,
+            provider = callback.provider.name(),
             "unroutable callbacks fill storage.keep_unroutable(_bytes) with rows younger than unroutable_min_age; this one is not kept"
         );
         return Kept::Full;

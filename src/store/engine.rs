@@ -92,8 +92,8 @@ impl<B: Backend> Engine<B> {
         self.call(|reply| Op::Purge(policy, reply)).await
     }
 
-    pub(super) async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
-        Ok(ops::get(self.backend.read_conn().await?, &self.sql, id).await?)
+    pub(super) async fn get(&self, id: &CallbackId) -> Result<Option<CallbackDetail>, StoreError> {
+        Ok(ops::get(self.backend.read_conn().await?, &self.sql, id.as_str()).await?)
     }
 
     pub(super) async fn list(&self, filter: &ListFilter) -> Result<Vec<CallbackSummary>, StoreError> {

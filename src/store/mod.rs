@@ -95,8 +95,13 @@ impl Store {
 
     /// Leases one pending callback now, whatever its schedule (inline
     /// delivery, replay); `None` if it is not pending or is leased elsewhere.
-    pub async fn claim_one(&self, id: &str, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
-        backend!(self, s => Ok(s.claim(owner, lease, 1, Some(id)).await?.into_iter().next()))
+    pub async fn claim_one(
+        &self,
+        id: &CallbackId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        backend!(self, s => Ok(s.claim(owner, lease, 1, Some(id.as_str())).await?.into_iter().next()))
     }
 
     /// Records one attempt and its consequence, releasing the lease.
@@ -111,8 +116,8 @@ impl Store {
 
     /// Puts a `dead` callback back in the queue, due now (its attempts are
     /// kept and counting goes on). `false` if it is not dead.
-    pub async fn requeue(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.replay(Replay::One { id: id.to_owned(), from: vec![Status::Dead] }).await? > 0)
+    pub async fn requeue(&self, id: &CallbackId) -> Result<bool, StoreError> {
+        Ok(self.replay(Replay::One { id: id.clone(), from: vec![Status::Dead] }).await? > 0)
     }
 
     /// Puts callbacks back in the queue, due now; how many moved. Attempts
@@ -125,7 +130,7 @@ impl Store {
         backend!(self, s => s.purge(policy).await)
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<CallbackDetail>, StoreError> {
+    pub async fn get(&self, id: &CallbackId) -> Result<Option<CallbackDetail>, StoreError> {
         backend!(self, s => s.get(id).await)
     }
 

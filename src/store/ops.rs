@@ -19,15 +19,15 @@ fn dedup_of(n: &NewCallback) -> Option<&DedupKey> {
 }
 
 /// A new callback's row, in [`sql::INSERT_COLS`] order.
-fn insert_args(n: &NewCallback, id: &str, now: i64, args: &mut Vec<Arg>) {
+fn insert_args(n: &NewCallback, id: &CallbackId, now: i64, args: &mut Vec<Arg>) {
     let pending = n.status == Status::Pending;
     let (lease_owner, lease_until) = match (&n.lease, pending) {
         (Some((owner, lease)), true) => (Some(owner.as_str()), Some(now + ms(*lease))),
         _ => (None, None),
     };
     args.extend([
-        Arg::from(id),
-        Arg::from(n.provider),
+        Arg::from(id.as_str()),
+        Arg::from(n.provider.name()),
         Arg::from(n.tenant.as_deref()),
         Arg::from(n.status.as_str()),
         Arg::from(n.content_type.as_deref()),
@@ -52,10 +52,10 @@ async fn insert_rows<C: Conn>(
     c: &mut C,
     sql: &Sql,
     news: &[&NewCallback],
-    ids: &[String],
+    ids: &[CallbackId],
     which: &[usize],
     now: i64,
-) -> Result<HashMap<String, i64>> {
+) -> Result<HashMap<CallbackId, i64>> {
     let mut stored = HashMap::with_capacity(which.len());
     let mut rest = which;
     for size in sql::chunk_sizes(which.len()) {
@@ -66,7 +66,7 @@ async fn insert_rows<C: Conn>(
             insert_args(news[i], &ids[i], now, &mut args);
         }
         for row in c.fetch(&Sql::sized(&sql.insert, size), args).await? {
-            stored.insert(row.text("id")?, row.int("seq")?);
+            stored.insert(rows::id(&row.text("id")?)?, row.int("seq")?);
         }
     }
     Ok(stored)
@@ -78,9 +78,9 @@ async fn originals<C: Conn>(
     c: &mut C,
     sql: &Sql,
     news: &[&NewCallback],
-    ids: &[String],
+    ids: &[CallbackId],
     dups: &[usize],
-) -> Result<HashMap<String, (String, String, i64)>> {
+) -> Result<HashMap<CallbackId, (CallbackId, Status, i64)>> {
     let keyed: Vec<usize> = dups.iter().copied().filter(|&i| dedup_of(news[i]).is_some()).collect();
     let mut found = HashMap::with_capacity(keyed.len());
     let mut rest = keyed.as_slice();
@@ -90,10 +90,11 @@ async fn originals<C: Conn>(
         let mut args = Vec::with_capacity(size * sql::ORIGINAL_COLS);
         for &i in chunk {
             let key = dedup_of(news[i]).map(|d| d.key.as_str());
-            args.extend([Arg::from(ids[i].as_str()), Arg::from(news[i].provider), Arg::from(key)]);
+            args.extend([Arg::from(ids[i].as_str()), Arg::from(news[i].provider.name()), Arg::from(key)]);
         }
         for r in c.fetch(&Sql::sized(&sql.originals, size), args).await? {
-            found.insert(r.text("dup")?, (r.text("id")?, r.text("status")?, r.int("received_at")?));
+            let original = (rows::id(&r.text("id")?)?, rows::status(&r.text("status")?)?, r.int("received_at")?);
+            found.insert(rows::id(&r.text("dup")?)?, original);
         }
     }
     Ok(found)
@@ -110,8 +111,8 @@ pub(super) async fn accept_all<C: Conn>(
     news: &[&NewCallback],
     now: i64,
 ) -> Result<Vec<Accepted>> {
-    let ids: Vec<String> = news.iter().map(|_| uuid::Uuid::now_v7().simple().to_string()).collect();
-    let mut answers: HashMap<String, Accepted> = HashMap::with_capacity(news.len());
+    let ids: Vec<CallbackId> = news.iter().map(|_| CallbackId::new()).collect();
+    let mut answers: HashMap<CallbackId, Accepted> = HashMap::with_capacity(news.len());
     let mut todo: Vec<usize> = (0..news.len()).collect();
     for _ in 0..3 {
         if todo.is_empty() {
@@ -131,7 +132,6 @@ pub(super) async fn accept_all<C: Conn>(
                     todo.push(i);
                 }
                 Some((original, status, _)) => {
-                    let status = rows::status(&status)?;
                     answers.insert(ids[i].clone(), Accepted::Duplicate { id: original, status });
                 }
                 None => todo.push(i),

@@ -57,8 +57,8 @@ fn count(n: i64) -> u32 {
 pub(super) fn summary(r: &impl Cols) -> Result<CallbackSummary, sqlx::Error> {
     Ok(CallbackSummary {
         seq: r.int("seq")?,
-        id: r.text("id")?,
-        provider: r.text("provider")?,
+        id: id(&r.text("id")?)?,
+        provider: provider(&r.text("provider")?)?,
         tenant: r.opt_text("tenant")?,
         status: status(&r.text("status")?)?,
         attempts: count(r.int("attempts")?),
@@ -98,9 +98,9 @@ pub(super) fn attempt(r: &impl Cols) -> Result<AttemptRecord, sqlx::Error> {
 pub(super) fn claimed(r: &impl Cols) -> Result<Claimed, sqlx::Error> {
     Ok(Claimed {
         seq: r.int("seq")?,
-        id: r.text("id")?,
-        provider: r.text("provider")?,
-        tenant: r.opt_text("tenant")?,
+        id: id(&r.text("id")?)?,
+        provider: provider(&r.text("provider")?)?,
+        tenant: r.opt_text("tenant")?.map(|t| tenant(&t)).transpose()?,
         content_type: r.opt_text("content_type")?,
         body: Bytes::from(r.bytes("body")?),
         remote_addr: r.opt_text("remote_addr")?,
@@ -112,8 +112,24 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed, sqlx::Error> {
 /// A status column's value. One the store's schema does not allow (a newer
 /// version's, a hand edit) is an error, never taken for `pending`.
 pub(super) fn status(text: &str) -> Result<Status, sqlx::Error> {
-    Status::parse(text)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown callback status {text:?} in the store").into()))
+    Status::parse(text).ok_or_else(|| unknown("callback status", text))
+}
+
+fn unknown(what: &str, text: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown {what} {text:?} in the store").into())
+}
+
+/// A provider column's value; one this version does not know is an error.
+pub(super) fn provider(text: &str) -> Result<Provider, sqlx::Error> {
+    Provider::parse(text).ok_or_else(|| unknown("provider", text))
+}
+
+pub(super) fn id(text: &str) -> Result<CallbackId, sqlx::Error> {
+    CallbackId::parse(text).ok_or_else(|| unknown("callback id", text))
+}
+
+fn tenant(text: &str) -> Result<TenantId, sqlx::Error> {
+    TenantId::parse(text).map_err(|_| unknown("tenant id", text))
 }
 
 /// Rows of `status, n` (a `GROUP BY status` count).

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::domain::{CallbackId, TenantId};
+pub use crate::routing::Provider;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// Accepted, not yet delivered: the worker will (re)try it.
@@ -56,7 +59,7 @@ pub struct DedupKey {
 /// A callback to store.
 #[derive(Debug, Clone)]
 pub struct NewCallback {
-    pub provider: &'static str,
+    pub provider: Provider,
     pub tenant: Option<String>,
     /// `Pending`, `Rejected` or `Unroutable`.
     pub status: Status,
@@ -79,12 +82,12 @@ pub struct NewCallback {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
     Stored {
-        id: String,
+        id: CallbackId,
         seq: i64,
     },
     /// The dedup key was accepted before, as callback `id`, now in `status`.
     Duplicate {
-        id: String,
+        id: CallbackId,
         status: Status,
     },
 }
@@ -94,9 +97,9 @@ pub enum Accepted {
 pub struct Claimed {
     /// The row's key in the store.
     pub seq: i64,
-    pub id: String,
-    pub provider: String,
-    pub tenant: Option<String>,
+    pub id: CallbackId,
+    pub provider: Provider,
+    pub tenant: Option<TenantId>,
     pub content_type: Option<String>,
     pub body: Bytes,
     pub remote_addr: Option<String>,
@@ -172,8 +175,8 @@ pub struct Purged {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackSummary {
     pub seq: i64,
-    pub id: String,
-    pub provider: String,
+    pub id: CallbackId,
+    pub provider: Provider,
     pub tenant: Option<String>,
     pub status: Status,
     pub attempts: u32,
@@ -197,13 +200,13 @@ pub struct CallbackDetail {
 #[derive(Debug, Clone)]
 pub enum Replay {
     /// One callback, if its status is one of `from`.
-    One { id: String, from: Vec<Status> },
+    One { id: CallbackId, from: Vec<Status> },
     /// One unroutable callback, now routed to `tenant`, with what a fresh
     /// callback gets (SPEC §7): its simulated mark and its dedup key. Not
     /// moved when another callback of its provider holds that key.
-    Routed { id: String, tenant: String, simulated: bool, dedup_key: Option<String> },
+    Routed { id: CallbackId, tenant: String, simulated: bool, dedup_key: Option<String> },
     /// One unroutable callback refused on replay (rejected, with why).
-    Refuse { id: String, tenant: Option<String>, reason: String },
+    Refuse { id: CallbackId, tenant: Option<String>, reason: String },
     /// Every dead callback of a tenant (the morning after its outage).
     DeadOf { tenant: String },
 }

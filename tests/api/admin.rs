@@ -268,7 +268,7 @@ async fn every_dead_callback_of_a_tenant_is_replayed_at_once() {
         .map(|r| r.header("x-payrelay-delivery").unwrap().to_owned())
         .collect();
     fourth.sort();
-    let mut ids: Vec<String> = ops.app.rows().await.into_iter().map(|r| r.id).collect();
+    let mut ids: Vec<String> = ops.app.rows().await.into_iter().map(|r| r.id.to_string()).collect();
     ids.sort();
     assert_eq!(fourth, ids);
     let (_, body) = ops.api(reqwest::Method::POST, "/admin/api/tenants/shop/replay-dead").await;

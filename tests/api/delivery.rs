@@ -16,7 +16,7 @@ async fn notify(app: &TestApp, body: &str) -> (u16, String) {
 }
 
 async fn stored_id(app: &TestApp) -> String {
-    app.rows().await.first().expect("nothing stored").id.clone()
+    app.rows().await.first().expect("nothing stored").id.to_string()
 }
 
 fn attempts_seen(tenant: &MockServer) -> Vec<(String, String)> {
@@ -202,13 +202,13 @@ async fn retention_purges_old_delivered_rows_and_caps_rejected_ones() {
     let kept = PurgePolicy::simple(payrelay::store::now_ms(), Duration::from_secs(3600), 100);
     assert_eq!(store.purge(kept).await.unwrap(), Default::default());
     let newest_rejected: Vec<String> =
-        f.app.rows().await.iter().filter(|r| r.status == Status::Rejected).take(2).map(|r| r.id.clone()).collect();
+        f.app.rows().await.iter().filter(|r| r.status == Status::Rejected).take(2).map(|r| r.id.to_string()).collect();
 
     // The purge as it runs a minute from now (an injected clock, no sleep).
     let later = payrelay::store::now_ms() + 60_000;
     let purged = store.purge(PurgePolicy::simple(later, Duration::from_secs(1), 2)).await.unwrap();
     assert_eq!((purged.delivered, purged.rejected), (3, 3));
-    let left: Vec<String> = f.app.rows().await.iter().map(|r| r.id.clone()).collect();
+    let left: Vec<String> = f.app.rows().await.iter().map(|r| r.id.to_string()).collect();
     assert_eq!(left, newest_rejected, "the newest rejected rows stay");
     // With its row gone, the same notification is new again.
     assert_eq!(notify(&f.app, &notification("FP01", "D0", "交易成功")).await, (200, "1|OK".into()));

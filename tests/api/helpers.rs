@@ -397,13 +397,19 @@ impl TestApp {
         self.state.store().list(&filter).await.unwrap()
     }
 
-    pub async fn detail(&self, id: &str) -> payrelay::store::CallbackDetail {
-        self.state.store().get(id).await.unwrap().unwrap()
+    pub async fn detail(&self, id: impl AsRef<str>) -> payrelay::store::CallbackDetail {
+        let id = payrelay::store::CallbackId::parse(id.as_ref()).expect("a callback id");
+        self.state.store().get(&id).await.unwrap().unwrap()
     }
 
     /// Waits until callback `id` has `n` attempts recorded.
-    pub async fn until_attempts(&self, id: &str, n: usize, bound: Duration) -> payrelay::store::CallbackDetail {
-        let deadline = tokio::time::Instant::now() + bound;
+    pub async fn until_attempts(
+        &self,
+        id: impl AsRef<str>,
+        n: usize,
+        bound: Duration,
+    ) -> payrelay::store::CallbackDetail {
+        let (id, deadline) = (id.as_ref(), tokio::time::Instant::now() + bound);
         loop {
             let d = self.detail(id).await;
             if d.attempts.len() >= n {
@@ -421,11 +427,11 @@ impl TestApp {
     /// Waits until callback `id` reaches `status`.
     pub async fn until_status(
         &self,
-        id: &str,
+        id: impl AsRef<str>,
         status: payrelay::store::Status,
         bound: Duration,
     ) -> payrelay::store::CallbackDetail {
-        let deadline = tokio::time::Instant::now() + bound;
+        let (id, deadline) = (id.as_ref(), tokio::time::Instant::now() + bound);
         loop {
             let d = self.detail(id).await;
             if d.summary.status == status {

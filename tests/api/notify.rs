@@ -41,7 +41,7 @@ async fn an_accepted_notification_is_answered_1_ok_and_delivered_byte_for_byte()
 
     let row = f.app.until_status(&id, Status::Delivered, WAIT).await;
     assert_eq!(row.summary.tenant.as_deref(), Some("shop"));
-    assert_eq!(row.summary.provider, "funpoint");
+    assert_eq!(row.summary.provider.name(), "funpoint");
     assert_eq!(row.body, body.as_bytes());
     assert_eq!(row.content_type.as_deref(), Some("text/html"));
     assert_eq!(row.attempts.len(), 1);

@@ -108,7 +108,7 @@ impl Shops {
 
     /// Every row stored, newest first, as (provider, tenant, status).
     async fn stored(&self) -> Vec<(String, Option<String>, Status)> {
-        self.app.rows().await.into_iter().map(|r| (r.provider, r.tenant, r.status)).collect()
+        self.app.rows().await.into_iter().map(|r| (r.provider.to_string(), r.tenant, r.status)).collect()
     }
 }
 
@@ -148,7 +148,7 @@ async fn an_oen_charge_is_answered_s0000_and_reaches_only_its_tenant_byte_for_by
     assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
     let id = got.header("x-payrelay-delivery").unwrap().to_owned();
     let row = s.app.until_status(&id, Status::Delivered, WAIT).await;
-    assert_eq!((row.summary.provider.as_str(), row.summary.tenant.as_deref()), ("oen", Some("alpha")));
+    assert_eq!((row.summary.provider.name(), row.summary.tenant.as_deref()), ("oen", Some("alpha")));
     assert_eq!(s.total_received(), 1, "nobody else got it");
 }
 
@@ -238,8 +238,8 @@ async fn success_for_oen_sinopac_and_tappay_is_any_2xx_and_a_500_is_retried() {
         s.post("/tappay/notify", "application/json", r#"{"rec_trade_id":"D2","order_number":"B-22","status":0}"#).await;
     assert_eq!(status, 200);
     let rows = s.app.rows().await;
-    let oen = rows.iter().find(|r| r.provider == "oen").unwrap();
-    let tappay = rows.iter().find(|r| r.provider == "tappay").unwrap();
+    let oen = rows.iter().find(|r| r.provider.name() == "oen").unwrap();
+    let tappay = rows.iter().find(|r| r.provider.name() == "tappay").unwrap();
     s.app.until_status(&oen.id, Status::Delivered, WAIT).await;
     let d = s.app.until_attempts(&tappay.id, 2, WAIT).await;
     assert_eq!(d.attempts[0].status_code, Some(500));

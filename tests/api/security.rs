@@ -415,10 +415,10 @@ async fn f6_replaying_an_unroutable_callback_drops_simulations_and_keeps_dedup()
         async move { client.post(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().status().as_u16() }
     };
     let sim_id = id_of("SIM0007").await;
-    assert_eq!(replay(sim_id.clone()).await, 409);
+    assert_eq!(replay(sim_id.to_string()).await, 409);
     assert_eq!(g.app.detail(&sim_id).await.summary.status, Status::Rejected);
     let real_id = id_of("REAL0007").await;
-    assert_eq!(replay(real_id.clone()).await, 202);
+    assert_eq!(replay(real_id.to_string()).await, 202);
     g.app.until_status(&real_id, Status::Delivered, WAIT).await;
     // Funpoint resends it: a duplicate of the replayed one, not a new delivery.
     assert_eq!(g.post("/funpoint/notify", &notification("REAL0007", "T8", "resent")).await.0, 200);

@@ -32,7 +32,7 @@ async fn open(dir: &tempfile::TempDir) -> Store {
 
 fn callback(key: Option<&str>, body: &[u8]) -> NewCallback {
     NewCallback {
-        provider: "funpoint",
+        provider: payrelay::routing::Provider::Funpoint,
         tenant: Some("shop".into()),
         status: Status::Pending,
         reason: None,
@@ -120,7 +120,7 @@ async fn claims_never_hand_a_row_out_twice_while_the_lease_holds() {
     while let Some(r) = tasks.join_next().await {
         all.extend(r.unwrap());
     }
-    let unique: HashSet<&String> = all.iter().collect();
+    let unique: HashSet<&payrelay::store::CallbackId> = all.iter().collect();
     assert_eq!((all.len(), unique.len()), (40, 40), "every row claimed exactly once");
     assert!(store.claim_due("late", Duration::from_secs(30), 10).await.unwrap().is_empty(), "leases hold");
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::replay::{self, ReplayError};
 use crate::domain::time::rfc3339;
 use crate::http::AppState;
-use crate::store::{AttemptRecord, CallbackDetail, CallbackSummary, ListFilter, Status};
+use crate::store::{AttemptRecord, CallbackDetail, CallbackId, CallbackSummary, ListFilter, Status};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
@@ -115,6 +115,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
 }
 
 pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(id) = CallbackId::parse(&id) else { return error(StatusCode::NOT_FOUND, "no such callback") };
     match state.store().get(&id).await {
         Ok(Some(d)) => Json(detail_json(&d)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such callback"),

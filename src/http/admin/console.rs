@@ -13,7 +13,7 @@ use crate::domain::time::{age, rfc3339};
 use crate::form::FormFields;
 use crate::http::{AppState, page};
 use crate::routing::Provider;
-use crate::store::{CallbackDetail, Status, now_ms};
+use crate::store::{CallbackDetail, CallbackId, Status, now_ms};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 const STYLE: &str = include_str!("../../../templates/admin/style.css");
@@ -158,8 +158,8 @@ impl Row {
         Self {
             age: age(now - s.received_at_ms),
             received_at: rfc3339(s.received_at_ms),
-            id: s.id,
-            provider: s.provider,
+            id: s.id.to_string(),
+            provider: s.provider.to_string(),
             tenant: s.tenant.unwrap_or_else(|| "—".to_owned()),
             status: s.status.as_str(),
             attempts: s.attempts,
@@ -169,6 +169,7 @@ impl Row {
 }
 
 pub async fn detail(State(state): State<AppState>, Path(id): Path<String>, Query(notice): Query<Notice>) -> Response {
+    let Some(id) = CallbackId::parse(&id) else { return (StatusCode::NOT_FOUND, "no such callback\n").into_response() };
     let d = match state.store().get(&id).await {
         Ok(Some(d)) => d,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such callback\n").into_response(),
@@ -180,9 +181,9 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<String>, Query
     let (body_kind, body) = pretty_masked(&d);
     let s = &d.summary;
     let page = DetailPage {
-        id: s.id.clone(),
+        id: s.id.to_string(),
         status: s.status.as_str(),
-        provider: s.provider.clone(),
+        provider: s.provider.to_string(),
         tenant: s.tenant.clone().unwrap_or_else(|| "— (unroutable)".to_owned()),
         received_at: rfc3339(s.received_at_ms),
         age: age(now_ms() - s.received_at_ms),

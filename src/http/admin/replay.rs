@@ -5,7 +5,7 @@
 
 use crate::http::AppState;
 use crate::providers;
-use crate::store::{CallbackDetail, Replay, Status, StoreError};
+use crate::store::{CallbackDetail, CallbackId, Replay, Status, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -24,6 +24,7 @@ pub enum ReplayError {
 
 /// Replays callback `id`; the row as it is afterwards.
 pub async fn one(state: &AppState, id: &str) -> Result<CallbackDetail, ReplayError> {
+    let id = &CallbackId::parse(id).ok_or(ReplayError::NotFound)?;
     let store = state.store();
     let detail = store.get(id).await?.ok_or(ReplayError::NotFound)?;
     match detail.summary.status {
@@ -31,7 +32,7 @@ pub async fn one(state: &AppState, id: &str) -> Result<CallbackDetail, ReplayErr
         Status::Unroutable => route_afresh(state, &detail).await?,
         Status::Pending | Status::Delivered | Status::Dead => {
             let from = vec![Status::Pending, Status::Delivered, Status::Dead];
-            store.replay(Replay::One { id: id.to_owned(), from }).await?;
+            store.replay(Replay::One { id: id.clone(), from }).await?;
         }
     }
     let after = store.get(id).await?.ok_or(ReplayError::NotFound)?;
@@ -51,8 +52,7 @@ pub async fn dead_of(state: &AppState, tenant: &str) -> Result<u64, ReplayError>
 /// key taken (a key already held makes it a duplicate, not a delivery).
 async fn route_afresh(state: &AppState, detail: &CallbackDetail) -> Result<(), ReplayError> {
     let still = |why: String| ReplayError::StillUnroutable(why);
-    let provider = providers::by_name(&detail.summary.provider)
-        .ok_or_else(|| still(format!("unknown provider {:?}", detail.summary.provider)))?;
+    let provider = providers::of(detail.summary.provider);
     let parsed = provider
         .parse(&detail.body, detail.content_type.as_deref())
         .ok_or_else(|| still("the body does not parse".to_owned()))?;
