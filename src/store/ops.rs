@@ -18,6 +18,16 @@ fn dedup_of(n: &NewCallback) -> Option<&DedupKey> {
     if n.status == Status::Pending { n.dedup.as_ref() } else { None }
 }
 
+/// `items` in the sizes multi-row statements are prepared in.
+fn in_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    sql::chunk_sizes(items.len()).into_iter().map(move |size| {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        chunk
+    })
+}
+
 /// A new callback's row, in [`sql::INSERT_COLS`] order.
 fn insert_args(n: &NewCallback, id: &CallbackId, now: i64, args: &mut Vec<Arg>) {
     let pending = n.status == Status::Pending;
@@ -57,10 +67,8 @@ async fn insert_rows<C: Conn>(
     now: i64,
 ) -> Result<HashMap<CallbackId, i64>> {
     let mut stored = HashMap::with_capacity(which.len());
-    let mut rest = which;
-    for size in sql::chunk_sizes(which.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in in_chunks(which) {
+        let size = chunk.len();
         let mut args = Vec::with_capacity(size * sql::INSERT_COLS);
         for &i in chunk {
             insert_args(news[i], &ids[i], now, &mut args);
@@ -83,10 +91,8 @@ async fn originals<C: Conn>(
 ) -> Result<HashMap<CallbackId, (CallbackId, Status, i64)>> {
     let keyed: Vec<usize> = dups.iter().copied().filter(|&i| dedup_of(news[i]).is_some()).collect();
     let mut found = HashMap::with_capacity(keyed.len());
-    let mut rest = keyed.as_slice();
-    for size in sql::chunk_sizes(keyed.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in in_chunks(&keyed) {
+        let size = chunk.len();
         let mut args = Vec::with_capacity(size * sql::ORIGINAL_COLS);
         for &i in chunk {
             let key = dedup_of(news[i]).map(|d| d.key.as_str());
@@ -150,10 +156,8 @@ pub(super) async fn record_all<C: Conn>(
     sql: &Sql,
     records: &[(i64, &AttemptRecord, Outcome)],
 ) -> Result<()> {
-    let mut rest = records;
-    for size in sql::chunk_sizes(records.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in in_chunks(records) {
+        let size = chunk.len();
         let mut args = Vec::with_capacity(size * sql::RECORD_COLS);
         let mut keys = Vec::with_capacity(size * 2);
         for (seq, a, outcome) in chunk {
