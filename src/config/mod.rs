@@ -5,9 +5,11 @@
 mod env;
 mod index;
 mod raw;
+mod raw_tenant;
 mod table;
 mod urls;
 mod validate;
+mod verify;
 
 use std::path::Path;
 
@@ -16,6 +18,7 @@ pub use table::{
     MIN_ADMIN_TOKEN, NotifyLimits, OenTenant, RoutingTable, ServerConfig, SinopacTenant, StorageConfig, StorageUrl,
     TapPayTenant, Tenant, suffix_of,
 };
+pub use verify::{Apis, ProviderApi, QueryPolicy, SinopacKeys, TapPayCredentials};
 
 /// Why a config cannot be used: every problem, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,9 @@ fn substitute_all(
     taken: &mut Vec<String>,
 ) {
     match value {
+        toml::Value::String(s) if !s.is_empty() && !s.contains("${") && verify::is_credential(at) => {
+            problems.push(format!("{at}: a credential is read only from the environment: write \"${{NAME}}\""));
+        }
         toml::Value::String(s) => match env::substitute_noting(s, env, taken) {
             Ok(v) => *s = v,
             Err(e) => problems.push(format!("{at}: {e}")),

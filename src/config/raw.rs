@@ -222,15 +222,52 @@ fn form_body_limit() -> u64 {
     8 * 1024
 }
 
+/// A provider's query API (SPEC §8): where it is (the production URL when
+/// unset), how long a query may take, how many per second per account.
+#[derive(Debug, Deserialize)]
+pub struct RawApi {
+    pub api_base: Option<String>,
+    #[serde(default = "RawApi::default_timeout")]
+    pub query_timeout: String,
+    #[serde(default = "RawApi::default_rate")]
+    pub queries_per_second: u64,
+}
+
+impl RawApi {
+    fn default_timeout() -> String {
+        s("10s")
+    }
+    fn default_rate() -> u64 {
+        1
+    }
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self { api_base: None, query_timeout: Self::default_timeout(), queries_per_second: Self::default_rate() }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct RawJsonProvider {
     #[serde(default = "json_body_limit")]
     pub max_body_bytes: u64,
+    pub api_base: Option<String>,
+    #[serde(default = "RawApi::default_timeout")]
+    pub query_timeout: String,
+    #[serde(default = "RawApi::default_rate")]
+    pub queries_per_second: u64,
 }
 
 impl Default for RawJsonProvider {
     fn default() -> Self {
-        Self { max_body_bytes: json_body_limit() }
+        let api = RawApi::default();
+        Self {
+            max_body_bytes: json_body_limit(),
+            api_base: api.api_base,
+            query_timeout: api.query_timeout,
+            queries_per_second: api.queries_per_second,
+        }
     }
 }
 
@@ -242,6 +279,11 @@ pub struct RawFunpointProvider {
     pub order_suffix_len: u64,
     #[serde(default = "form_body_limit")]
     pub max_body_bytes: u64,
+    pub api_base: Option<String>,
+    #[serde(default = "RawApi::default_timeout")]
+    pub query_timeout: String,
+    #[serde(default = "RawApi::default_rate")]
+    pub queries_per_second: u64,
 }
 
 fn two() -> u64 {
@@ -256,7 +298,15 @@ impl RawFunpointProvider {
 
 impl Default for RawFunpointProvider {
     fn default() -> Self {
-        Self { payment_origins: Self::default_origins(), order_suffix_len: 2, max_body_bytes: form_body_limit() }
+        let api = RawApi::default();
+        Self {
+            payment_origins: Self::default_origins(),
+            order_suffix_len: 2,
+            max_body_bytes: form_body_limit(),
+            api_base: api.api_base,
+            query_timeout: api.query_timeout,
+            queries_per_second: api.queries_per_second,
+        }
     }
 }
 
@@ -266,123 +316,45 @@ pub struct RawSuffixProvider {
     pub order_suffix_len: u64,
     #[serde(default = "json_body_limit")]
     pub max_body_bytes: u64,
+    pub api_base: Option<String>,
+    #[serde(default = "RawApi::default_timeout")]
+    pub query_timeout: String,
+    #[serde(default = "RawApi::default_rate")]
+    pub queries_per_second: u64,
 }
 
 impl Default for RawSuffixProvider {
     fn default() -> Self {
-        Self { order_suffix_len: 2, max_body_bytes: json_body_limit() }
+        let api = RawApi::default();
+        Self {
+            order_suffix_len: 2,
+            max_body_bytes: json_body_limit(),
+            api_base: api.api_base,
+            query_timeout: api.query_timeout,
+            queries_per_second: api.queries_per_second,
+        }
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RawTenant {
-    pub id: String,
-    pub base_url: String,
-    #[serde(default)]
-    pub allow_http: bool,
-    #[serde(default)]
-    pub domain_codes: Vec<String>,
-    pub order_suffix: Option<String>,
-    #[serde(default)]
-    pub origins: Vec<String>,
-    #[serde(default = "RawTenant::default_ack")]
-    pub ack: String,
-    pub forward_secret: Option<String>,
-    #[serde(default)]
-    pub drop_simulated: bool,
-    pub funpoint: Option<RawTenantFunpoint>,
-    pub oen: Option<RawTenantOen>,
-    pub sinopac: Option<RawTenantSinopac>,
-    pub tappay: Option<RawTenantTapPay>,
+/// The query API settings of each provider section, read alike.
+pub trait HasApi {
+    fn api(&self) -> RawApi;
 }
 
-impl RawTenant {
-    fn default_ack() -> String {
-        s("stored")
-    }
+macro_rules! has_api {
+    ($($t:ty),*) => {$(
+        impl HasApi for $t {
+            fn api(&self) -> RawApi {
+                RawApi {
+                    api_base: self.api_base.clone(),
+                    query_timeout: self.query_timeout.clone(),
+                    queries_per_second: self.queries_per_second,
+                }
+            }
+        }
+    )*};
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RawTenantFunpoint {
-    pub merchant_id: Option<String>,
-    pub hash_key: Option<String>,
-    pub hash_iv: Option<String>,
-    /// `"mac"` (the default) or `"none"` (SPEC §7).
-    #[serde(default = "RawTenantFunpoint::default_verify")]
-    pub verify: String,
-    /// 1: SHA-256 (the default), 0: MD5 (SPEC §7).
-    #[serde(default = "RawTenantFunpoint::default_encrypt_type")]
-    pub encrypt_type: u64,
-    #[serde(default = "RawTenantFunpoint::default_api_path")]
-    pub api_path: String,
-    #[serde(default = "RawTenantFunpoint::default_notify_path")]
-    pub notify_path: String,
-    #[serde(default = "RawTenantFunpoint::default_result_path")]
-    pub result_path: String,
-}
+has_api!(RawFunpointProvider, RawSuffixProvider, RawJsonProvider);
 
-impl RawTenantFunpoint {
-    fn default_verify() -> String {
-        s("mac")
-    }
-    fn default_encrypt_type() -> u64 {
-        1
-    }
-    fn default_api_path() -> String {
-        s("/funpoint_api.php?action=funpoint")
-    }
-    fn default_notify_path() -> String {
-        s("/funpoint_r.php")
-    }
-    fn default_result_path() -> String {
-        s("/funpoint_payok.php")
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RawTenantOen {
-    pub merchant_id: Option<String>,
-    #[serde(default = "RawTenantOen::default_notify_path")]
-    pub notify_path: String,
-}
-
-impl RawTenantOen {
-    fn default_notify_path() -> String {
-        s("/oen/notify")
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RawTenantSinopac {
-    pub shop_no: Option<String>,
-    #[serde(default = "RawTenantSinopac::default_notify_path")]
-    pub notify_path: String,
-    #[serde(default = "RawTenantSinopac::default_return_path")]
-    pub return_path: String,
-}
-
-impl RawTenantSinopac {
-    fn default_notify_path() -> String {
-        s("/sinopac/notify")
-    }
-    fn default_return_path() -> String {
-        s("/sinopac/return")
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RawTenantTapPay {
-    #[serde(default = "RawTenantTapPay::default_notify_path")]
-    pub notify_path: String,
-    #[serde(default = "RawTenantTapPay::default_return_path")]
-    pub return_path: String,
-}
-
-impl RawTenantTapPay {
-    fn default_notify_path() -> String {
-        s("/tappay/notify")
-    }
-    fn default_return_path() -> String {
-        s("/tappay/return")
-    }
-}
+pub use super::raw_tenant::*;

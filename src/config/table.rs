@@ -9,6 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use super::urls::{BaseUrl, StorageUrl};
+pub use super::verify::{QueryPolicy, SinopacKeys, TapPayCredentials};
 use crate::domain::{ForwardSecret, HashAlgorithm, HashKeys, Origin, Secret, TenantId};
 
 /// The shortest admin token accepted: a guessable one would open the
@@ -24,6 +25,8 @@ pub struct Config {
     pub table: RoutingTable,
     /// Largest notify body per provider (`[providers.<name>] max_body_bytes`).
     pub notify_limits: NotifyLimits,
+    /// Each provider's query API (SPEC §8).
+    pub apis: super::verify::Apis,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +43,17 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for t in self.table.tenants() {
+            let unverified = [
+                ("oen", t.oen.as_ref().map(|o| o.verify)),
+                ("sinopac", t.sinopac.as_ref().map(|s| s.verify)),
+                ("tappay", t.tappay.as_ref().map(|s| s.verify)),
+            ];
+            for (name, _) in unverified.iter().filter(|(_, v)| *v == Some(QueryPolicy::None)) {
+                out.push(format!(
+                    "tenant {:?}: [tenants.{name}] does not query the provider: its unsigned notifications are delivered unverified (X-Payrelay-Verified: none; set its credentials)",
+                    t.id.as_str()
+                ));
+            }
             let Some(f) = &t.funpoint else { continue };
             match (f.verify, f.keys.is_some()) {
                 (FunpointVerify::Mac, false) => out.push(format!(
@@ -144,6 +158,8 @@ pub struct FunpointTenant {
     pub merchant_id: Option<String>,
     pub keys: Option<HashKeys>,
     pub verify: FunpointVerify,
+    /// `verify = "query"`: after the CheckMacValue, QueryTradeInfo (SPEC §8).
+    pub query: QueryPolicy,
     /// The one CheckMacValue algorithm this tenant's merchant uses.
     pub encrypt_type: HashAlgorithm,
     pub api_path: String,
@@ -155,6 +171,8 @@ pub struct FunpointTenant {
 pub struct OenTenant {
     pub merchant_id: Option<String>,
     pub notify_path: String,
+    pub api_token: Option<Secret>,
+    pub verify: QueryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -162,12 +180,16 @@ pub struct SinopacTenant {
     pub shop_no: Option<String>,
     pub notify_path: String,
     pub return_path: String,
+    pub keys: Option<SinopacKeys>,
+    pub verify: QueryPolicy,
 }
 
 #[derive(Debug, Clone)]
 pub struct TapPayTenant {
     pub notify_path: String,
     pub return_path: String,
+    pub credentials: Option<TapPayCredentials>,
+    pub verify: QueryPolicy,
 }
 
 #[derive(Debug, Clone)]

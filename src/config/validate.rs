@@ -10,6 +10,7 @@ use super::index::index;
 use super::raw::*;
 use super::table::*;
 use super::urls::{BaseUrl, StorageUrl};
+use super::verify::{self, QueryPolicy};
 use crate::domain::{ConfigDuration, ForwardSecret, HashAlgorithm, HashKeys, Origin, Secret, TenantId};
 
 /// Every problem found, each naming where it is.
@@ -22,11 +23,11 @@ impl Problems {
     }
 
     /// Keeps the value of `r`, or records its error and gives `None`.
-    fn take<T>(&mut self, at: impl std::fmt::Display, r: Result<T, String>) -> Option<T> {
+    pub(super) fn take<T>(&mut self, at: impl std::fmt::Display, r: Result<T, String>) -> Option<T> {
         r.map_err(|e| self.push(at, e)).ok()
     }
 
-    fn duration(&mut self, at: &str, s: &str) -> Duration {
+    pub(super) fn duration(&mut self, at: &str, s: &str) -> Duration {
         self.take(at, ConfigDuration::parse(s)).map_or(Duration::from_secs(1), |d| d.0)
     }
 }
@@ -63,6 +64,7 @@ impl TryFrom<RawConfig> for Config {
         }
         let admin = admin(&mut p, raw.admin);
         let notify_limits = notify_limits(&mut p, &raw.providers);
+        let apis = super::verify::apis(&mut p, &raw.providers);
         let funpoint = FunpointSettings {
             payment_origins: raw
                 .providers
@@ -82,7 +84,7 @@ impl TryFrom<RawConfig> for Config {
             suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
         let tenants: Vec<Tenant> = raw.tenants.into_iter().enumerate().map(|(i, t)| tenant(&mut p, i, t)).collect();
         let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
-        if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table, notify_limits }) } else { Err(p.0) }
+        if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table, notify_limits, apis }) } else { Err(p.0) }
     }
 }
 
@@ -226,18 +228,33 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
         .and_then(|s| p.take(format!("{at}: forward_secret"), ForwardSecret::parse(s)));
 
     let funpoint = t.funpoint.map(|f| funpoint_section(p, &at, f));
-    let oen = t.oen.map(|o| OenTenant {
-        merchant_id: non_empty(o.merchant_id),
-        notify_path: check_path(p, format!("{at}: oen.notify_path"), o.notify_path),
+    let oen = t.oen.map(|mut o| {
+        let (api_token, verify) = verify::oen(p, &at, &mut o);
+        OenTenant {
+            merchant_id: non_empty(o.merchant_id),
+            notify_path: check_path(p, format!("{at}: oen.notify_path"), o.notify_path),
+            api_token,
+            verify,
+        }
     });
-    let sinopac = t.sinopac.map(|s| SinopacTenant {
-        shop_no: non_empty(s.shop_no),
-        notify_path: check_path(p, format!("{at}: sinopac.notify_path"), s.notify_path),
-        return_path: check_path(p, format!("{at}: sinopac.return_path"), s.return_path),
+    let sinopac = t.sinopac.map(|mut s| {
+        let (keys, verify) = verify::sinopac(p, &at, &mut s);
+        SinopacTenant {
+            shop_no: non_empty(s.shop_no),
+            notify_path: check_path(p, format!("{at}: sinopac.notify_path"), s.notify_path),
+            return_path: check_path(p, format!("{at}: sinopac.return_path"), s.return_path),
+            keys,
+            verify,
+        }
     });
-    let tappay = t.tappay.map(|s| TapPayTenant {
-        notify_path: check_path(p, format!("{at}: tappay.notify_path"), s.notify_path),
-        return_path: check_path(p, format!("{at}: tappay.return_path"), s.return_path),
+    let tappay = t.tappay.map(|mut s| {
+        let (credentials, verify) = verify::tappay(p, &at, &mut s);
+        TapPayTenant {
+            notify_path: check_path(p, format!("{at}: tappay.notify_path"), s.notify_path),
+            return_path: check_path(p, format!("{at}: tappay.return_path"), s.return_path),
+            credentials,
+            verify,
+        }
     });
 
     Tenant {
@@ -295,14 +312,18 @@ fn funpoint_section(p: &mut Problems, at: &str, f: RawTenantFunpoint) -> Funpoin
             None
         }
     };
-    let verify = match f.verify.as_str() {
-        "mac" => FunpointVerify::Mac,
-        "none" => FunpointVerify::None,
+    let (verify, query) = match f.verify.as_str() {
+        "mac" => (FunpointVerify::Mac, QueryPolicy::None),
+        "query" => (FunpointVerify::Mac, QueryPolicy::Query),
+        "none" => (FunpointVerify::None, QueryPolicy::None),
         other => {
-            p.push(format!("{at}: funpoint.verify"), format!("{other:?} must be \"mac\" or \"none\""));
-            FunpointVerify::Mac
+            p.push(format!("{at}: funpoint.verify"), format!("{other:?} must be \"mac\", \"query\" or \"none\""));
+            (FunpointVerify::Mac, QueryPolicy::None)
         }
     };
+    if query.queries() && (keys.is_none() || non_empty(f.merchant_id.clone()).is_none()) {
+        p.push(format!("{at}: funpoint.verify"), "\"query\" needs hash_key, hash_iv and merchant_id");
+    }
     let encrypt_type = match f.encrypt_type {
         1 => HashAlgorithm::Sha256,
         0 => HashAlgorithm::Md5,
@@ -315,6 +336,7 @@ fn funpoint_section(p: &mut Problems, at: &str, f: RawTenantFunpoint) -> Funpoin
         merchant_id: non_empty(f.merchant_id),
         keys,
         verify,
+        query,
         encrypt_type,
         api_path: check_path(p, format!("{at}: funpoint.api_path"), f.api_path),
         notify_path: check_path(p, format!("{at}: funpoint.notify_path"), f.notify_path),

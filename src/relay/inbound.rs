@@ -172,6 +172,8 @@ pub async fn acknowledge(
                 remote_addr: pending.remote_addr,
                 simulated: pending.simulated,
                 attempts: 0,
+                verified: None,
+                verify_tries: 0,
             };
             if !inline {
                 relay.handoff.hand_off(claimed);

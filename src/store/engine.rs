@@ -84,6 +84,10 @@ impl<B: Backend> Engine<B> {
         self.call(|reply| Op::Release { owner, reply }).await
     }
 
+    pub(super) async fn verify_note(&self, seq: i64, note: VerifyNote) -> Result<bool, StoreError> {
+        Ok(self.call(|reply| Op::Verify { seq, note, reply }).await? > 0)
+    }
+
     pub(super) async fn replay(&self, what: Replay) -> Result<u64, StoreError> {
         self.call(|reply| Op::Replay { what, reply }).await
     }

@@ -109,6 +109,12 @@ impl Store {
         backend!(self, s => s.record(seq, attempt, outcome).await)
     }
 
+    /// Keeps what the provider's query API said of pending callback `seq`
+    /// and moves it on (`false`: it was not pending any more).
+    pub async fn verify_note(&self, seq: i64, note: VerifyNote) -> Result<bool, StoreError> {
+        backend!(self, s => s.verify_note(seq, note).await)
+    }
+
     /// Gives back every lease `owner` holds (shutdown).
     pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
         backend!(self, s => s.release(owner).await)

@@ -237,6 +237,29 @@ pub(super) async fn replay<C: Conn>(c: &mut C, sql: &Sql, what: &Replay, now: i6
     }
 }
 
+/// Keeps a query's outcome with its pending callback and moves it on.
+pub(super) async fn verify_note<C: Conn>(c: &mut C, sql: &Sql, seq: i64, note: &VerifyNote, now: i64) -> Result<u64> {
+    let (counts, status, next_at, keep_lease) = match note.then {
+        AfterVerify::Deliver => (false, Status::Pending, None, true),
+        AfterVerify::RetryAt(at) => (true, Status::Pending, Some(at), false),
+        AfterVerify::Defer(at) => (false, Status::Pending, Some(at), false),
+        AfterVerify::Reject => (true, Status::Rejected, None, false),
+        AfterVerify::Dead => (true, Status::Dead, None, false),
+    };
+    let args = vec![
+        Arg::from(seq),
+        Arg::from(note.verified.as_str()),
+        Arg::from(note.detail.as_str()),
+        Arg::from(i64::from(counts)),
+        Arg::from(status.as_str()),
+        // Delivering now keeps the row due (it is leased to the caller).
+        Arg::from(next_at.or((status == Status::Pending).then_some(now))),
+        Arg::from(keep_lease),
+        Arg::from(now),
+    ];
+    c.execute(&sql.verify_note, args).await
+}
+
 fn cap(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -79,6 +79,10 @@ pub(super) fn detail(r: &impl Cols, attempts: Vec<AttemptRecord>) -> Result<Call
         next_attempt_at_ms: r.opt_int("next_attempt_at")?,
         path_tenant: r.opt_text("path_tenant")?,
         attempts,
+        verification: match r.opt_text("verified")? {
+            Some(v) => Some((verified(&v)?, r.opt_text("verify_detail")?.unwrap_or_default())),
+            None => None,
+        },
     })
 }
 
@@ -106,6 +110,8 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed, sqlx::Error> {
         remote_addr: r.opt_text("remote_addr")?,
         simulated: r.flag("simulated")?,
         attempts: count(r.int("attempts")?),
+        verified: r.opt_text("verified")?.map(|v| verified(&v)).transpose()?,
+        verify_tries: count(r.int("verify_tries")?),
     })
 }
 
@@ -122,6 +128,10 @@ fn unknown(what: &str, text: &str) -> sqlx::Error {
 /// A provider column's value; one this version does not know is an error.
 pub(super) fn provider(text: &str) -> Result<Provider, sqlx::Error> {
     Provider::parse(text).ok_or_else(|| unknown("provider", text))
+}
+
+pub(super) fn verified(text: &str) -> Result<Verified, sqlx::Error> {
+    Verified::parse(text).ok_or_else(|| unknown("verification outcome", text))
 }
 
 pub(super) fn id(text: &str) -> Result<CallbackId, sqlx::Error> {

@@ -56,7 +56,18 @@ const APPLY_HEAD: &str = "UPDATE callbacks
     FROM attempts a
     WHERE a.callback_seq = callbacks.seq AND callbacks.status = 'pending' AND (a.callback_seq, a.n) IN (";
 
-const CLAIMED: &str = "RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts";
+const CLAIMED: &str =
+    "RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts, verified, verify_tries";
+
+/// A query's outcome kept with its callback (a pending one only): `$4`
+/// counts it against the schedule, `$7` keeps the lease (deliver now).
+const VERIFY_NOTE: &str = "UPDATE callbacks
+    SET verified = $2, verify_detail = $3, verify_tries = verify_tries + $4, status = $5, next_attempt_at = $6,
+        lease_owner = CASE WHEN $7 THEN lease_owner ELSE NULL END,
+        lease_until = CASE WHEN $7 THEN lease_until ELSE NULL END,
+        last_error = CASE WHEN $7 THEN last_error ELSE $3 END,
+        finished_at = CASE WHEN $5 = 'pending' THEN NULL ELSE $8 END
+    WHERE seq = $1 AND status = 'pending'";
 const CLAIM_DUE: &str = "UPDATE callbacks SET lease_owner = $1, lease_until = $2
     WHERE seq IN (
         SELECT seq FROM callbacks {due_index}
@@ -96,6 +107,7 @@ pub(super) struct Sql {
     pub give_up_key: Arc<str>,
     pub record: Vec<Arc<str>>,
     pub apply: Vec<Arc<str>>,
+    pub verify_note: Arc<str>,
     pub claim_due: Arc<str>,
     pub claim_one: Arc<str>,
     pub release: Arc<str>,
@@ -133,6 +145,7 @@ impl Sql {
             give_up_key: s("UPDATE callbacks SET dedup_key = NULL WHERE id = $1"),
             record: sized(&|n| format!("{RECORD_HEAD} {} {RECORD_TAIL}", values(RECORD_COLS, n))),
             apply: sized(&|n| format!("{APPLY_HEAD}{})", values(2, n))),
+            verify_note: s(VERIFY_NOTE),
             claim_due: s(&format!("{CLAIM_DUE} {CLAIMED}")),
             claim_one: s(&format!("{CLAIM_ONE} {CLAIMED}")),
             release: s("UPDATE callbacks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1"),
@@ -148,7 +161,8 @@ impl Sql {
             unroutable_left: s("SELECT COUNT(*) AS n, COALESCE(SUM(length(body)), 0) AS bytes
                 FROM callbacks WHERE status = 'unroutable'"),
             get: s(&format!(
-                "SELECT {SUMMARY}, content_type, body, remote_addr, simulated, next_attempt_at, path_tenant
+                "SELECT {SUMMARY}, content_type, body, remote_addr, simulated, next_attempt_at, path_tenant,
+                        verified, verify_detail
                  FROM callbacks WHERE id = $1"
             )),
             attempts_of: s("SELECT n, at, status_code, duration_ms, error, response_excerpt FROM attempts

@@ -25,6 +25,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (1, include_str!("migrations/sqlite/0001_init.sql")),
         (2, include_str!("migrations/sqlite/0002_path_tenant.sql")),
         (3, include_str!("migrations/sqlite/0003_no_trigger.sql")),
+        (4, include_str!("migrations/shared/0004_verification.sql")),
     ],
     single_instance: true,
 };

@@ -106,6 +106,61 @@ pub struct Claimed {
     pub simulated: bool,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// What the provider's query API said so far, if it was asked.
+    pub verified: Option<Verified>,
+    /// Queries that counted against the schedule.
+    pub verify_tries: u32,
+}
+
+/// What the provider's query API said of a callback (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The provider confirms what the callback claims.
+    Confirmed,
+    /// The provider knows the payment and says otherwise.
+    Contradicted,
+    /// Not found, or still in progress: asked again later.
+    NotYet,
+    /// No usable answer (refused, timeout, 5xx, 429/403, bad signature).
+    Unavailable,
+}
+
+impl Verified {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Contradicted => "contradicted",
+            Self::NotYet => "not_yet",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Confirmed, Self::Contradicted, Self::NotYet, Self::Unavailable].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A query's outcome, as it is to be kept, and what follows it.
+#[derive(Debug, Clone)]
+pub struct VerifyNote {
+    pub verified: Verified,
+    /// Why, with an excerpt of the provider's answer (never a credential).
+    pub detail: String,
+    pub then: AfterVerify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterVerify {
+    /// Deliver now: the caller keeps its lease and makes the attempt.
+    Deliver,
+    /// Ask again at this unix-ms time; the query counted against the schedule.
+    RetryAt(i64),
+    /// Ask again at this time without counting (the query budget was spent).
+    Defer(i64),
+    /// Never delivered: `rejected` with the detail as its reason.
+    Reject,
+    /// The schedule ran out with the provider unavailable: `dead`, replayable.
+    Dead,
 }
 
 /// One delivery attempt, as kept forever with its callback.
@@ -194,6 +249,8 @@ pub struct CallbackDetail {
     pub next_attempt_at_ms: Option<i64>,
     pub path_tenant: Option<String>,
     pub attempts: Vec<AttemptRecord>,
+    /// What the provider's query API said, and why (SPEC §8).
+    pub verification: Option<(Verified, String)>,
 }
 
 /// What a replay puts back into the queue (due at once).

@@ -33,6 +33,7 @@ pub(super) enum Op {
     Claim { owner: String, lease: Duration, limit: usize, id: Option<String>, reply: Reply<Vec<Claimed>> },
     Record { seq: i64, attempt: AttemptRecord, outcome: Outcome, reply: Reply<()> },
     Release { owner: String, reply: Reply<u64> },
+    Verify { seq: i64, note: VerifyNote, reply: Reply<u64> },
     Replay { what: Replay, reply: Reply<u64> },
     Purge(PurgePolicy, Reply<Purged>),
     Close(oneshot::Sender<()>),
@@ -179,6 +180,7 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
                 Done::Claimed(ops::claim(c, sql, owner, *lease, *limit, id.as_deref(), now).await?)
             }
             Op::Release { owner, .. } => Done::Count(c.execute(&sql.release, vec![owner.as_str().into()]).await?),
+            Op::Verify { seq, note, .. } => Done::Count(ops::verify_note(c, sql, *seq, note, now).await?),
             Op::Replay { what, .. } => Done::Count(ops::replay(c, sql, what, now).await?),
             Op::Purge(policy, _) => Done::Purged(ops::purge(c, sql, policy).await?),
             Op::Close(_) => continue,
@@ -196,7 +198,7 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         Op::Accept(_, tx) => send(tx, result, |d| if let Done::Accepted(a) = d { Some(a) } else { None }),
         Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
         Op::Record { reply, .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
-        Op::Release { reply, .. } | Op::Replay { reply, .. } => {
+        Op::Release { reply, .. } | Op::Replay { reply, .. } | Op::Verify { reply, .. } => {
             send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
         }
         Op::Purge(_, tx) => send(tx, result, |d| if let Done::Purged(p) = d { Some(p) } else { None }),
