@@ -82,6 +82,12 @@ pub fn attempt(provider: &str, tenant: &str, delivered: bool, dead: bool, took: 
         .record(took.as_secs_f64());
 }
 
+/// One query of a provider's API about a callback (SPEC §8).
+pub fn verification(provider: &str, tenant: &str, outcome: &'static str) {
+    let labels = [("provider", provider.to_owned()), ("tenant", tenant.to_owned()), ("outcome", outcome.to_owned())];
+    metrics::counter!("payrelay_verifications_total", &labels).increment(1);
+}
+
 pub fn reload(ok: bool) {
     metrics::counter!("payrelay_config_reloads_total", "result" => if ok { "ok" } else { "error" }).increment(1);
 }

@@ -84,7 +84,11 @@ impl TryFrom<RawConfig> for Config {
             suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
         let tenants: Vec<Tenant> = raw.tenants.into_iter().enumerate().map(|(i, t)| tenant(&mut p, i, t)).collect();
         let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
-        if p.0.is_empty() { Ok(Config { server, storage, delivery, admin, table, notify_limits, apis }) } else { Err(p.0) }
+        if p.0.is_empty() {
+            Ok(Config { server, storage, delivery, admin, table, notify_limits, apis })
+        } else {
+            Err(p.0)
+        }
     }
 }
 
@@ -228,34 +232,9 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
         .and_then(|s| p.take(format!("{at}: forward_secret"), ForwardSecret::parse(s)));
 
     let funpoint = t.funpoint.map(|f| funpoint_section(p, &at, f));
-    let oen = t.oen.map(|mut o| {
-        let (api_token, verify) = verify::oen(p, &at, &mut o);
-        OenTenant {
-            merchant_id: non_empty(o.merchant_id),
-            notify_path: check_path(p, format!("{at}: oen.notify_path"), o.notify_path),
-            api_token,
-            verify,
-        }
-    });
-    let sinopac = t.sinopac.map(|mut s| {
-        let (keys, verify) = verify::sinopac(p, &at, &mut s);
-        SinopacTenant {
-            shop_no: non_empty(s.shop_no),
-            notify_path: check_path(p, format!("{at}: sinopac.notify_path"), s.notify_path),
-            return_path: check_path(p, format!("{at}: sinopac.return_path"), s.return_path),
-            keys,
-            verify,
-        }
-    });
-    let tappay = t.tappay.map(|mut s| {
-        let (credentials, verify) = verify::tappay(p, &at, &mut s);
-        TapPayTenant {
-            notify_path: check_path(p, format!("{at}: tappay.notify_path"), s.notify_path),
-            return_path: check_path(p, format!("{at}: tappay.return_path"), s.return_path),
-            credentials,
-            verify,
-        }
-    });
+    let oen = t.oen.map(|o| oen_section(p, &at, o));
+    let sinopac = t.sinopac.map(|s| sinopac_section(p, &at, s));
+    let tappay = t.tappay.map(|s| tappay_section(p, &at, s));
 
     Tenant {
         id,
@@ -270,6 +249,37 @@ fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
         oen,
         sinopac,
         tappay,
+    }
+}
+
+fn oen_section(p: &mut Problems, at: &str, mut o: RawTenantOen) -> OenTenant {
+    let (api_token, verify) = verify::oen(p, at, &mut o);
+    OenTenant {
+        merchant_id: non_empty(o.merchant_id),
+        notify_path: check_path(p, format!("{at}: oen.notify_path"), o.notify_path),
+        api_token,
+        verify,
+    }
+}
+
+fn sinopac_section(p: &mut Problems, at: &str, mut s: RawTenantSinopac) -> SinopacTenant {
+    let (keys, verify) = verify::sinopac(p, at, &mut s);
+    SinopacTenant {
+        shop_no: non_empty(s.shop_no),
+        notify_path: check_path(p, format!("{at}: sinopac.notify_path"), s.notify_path),
+        return_path: check_path(p, format!("{at}: sinopac.return_path"), s.return_path),
+        keys,
+        verify,
+    }
+}
+
+fn tappay_section(p: &mut Problems, at: &str, mut s: RawTenantTapPay) -> TapPayTenant {
+    let (credentials, verify) = verify::tappay(p, at, &mut s);
+    TapPayTenant {
+        notify_path: check_path(p, format!("{at}: tappay.notify_path"), s.notify_path),
+        return_path: check_path(p, format!("{at}: tappay.return_path"), s.return_path),
+        credentials,
+        verify,
     }
 }
 

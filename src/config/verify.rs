@@ -151,11 +151,7 @@ pub struct TapPayCredentials {
     pub merchant_id: String,
 }
 
-pub(super) fn tappay(
-    p: &mut Problems,
-    at: &str,
-    t: &mut RawTenantTapPay,
-) -> (Option<TapPayCredentials>, QueryPolicy) {
+pub(super) fn tappay(p: &mut Problems, at: &str, t: &mut RawTenantTapPay) -> (Option<TapPayCredentials>, QueryPolicy) {
     let at = format!("{at}: tappay");
     let credentials = match (secret(t.partner_key.take()), t.merchant_id.take().filter(|m| !m.is_empty())) {
         (Some(partner_key), Some(merchant_id)) => Some(TapPayCredentials { partner_key, merchant_id }),
@@ -200,7 +196,8 @@ fn hex8(s: &str) -> Result<[u8; 8], String> {
 
 pub(super) fn sinopac(p: &mut Problems, at: &str, s: &mut RawTenantSinopac) -> (Option<SinopacKeys>, QueryPolicy) {
     let at = format!("{at}: sinopac");
-    let parts = [s.hash_a1.take(), s.hash_a2.take(), s.hash_b1.take(), s.hash_b2.take()].map(|v| v.filter(|v| !v.is_empty()));
+    let parts =
+        [s.hash_a1.take(), s.hash_a2.take(), s.hash_b1.take(), s.hash_b2.take()].map(|v| v.filter(|v| !v.is_empty()));
     let keys = match &parts {
         [Some(a1), Some(a2), Some(b1), Some(b2)] => p.take(&at, SinopacKeys::from_parts(a1, a2, b1, b2)),
         [None, None, None, None] => None,
@@ -224,7 +221,10 @@ mod tests {
             .unwrap();
         assert_eq!(k.hash_id.expose(), "17D8E6558DC60E702A6B57E1B9B7060D");
         assert!(SinopacKeys::from_parts("4D97", "5A4FEF83140C4E9E", "BC74301945134CB4", "961F67F8FCA44AB9").is_err());
-        assert!(SinopacKeys::from_parts("ZZ9709D699CA40EE", "5A4FEF83140C4E9E", "BC74301945134CB4", "961F67F8FCA44AB9").is_err());
+        assert!(
+            SinopacKeys::from_parts("ZZ9709D699CA40EE", "5A4FEF83140C4E9E", "BC74301945134CB4", "961F67F8FCA44AB9")
+                .is_err()
+        );
     }
 
     #[test]

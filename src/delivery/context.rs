@@ -29,6 +29,8 @@ struct Inner {
     client: reqwest::Client,
     store: Store,
     owner: String,
+    /// The query budget per provider account (verification by query).
+    budget: crate::verify::Budget,
     /// Set by the purger when young unroutable rows alone fill their caps.
     unroutable_full: AtomicBool,
 }
@@ -37,7 +39,10 @@ impl Worker {
     pub fn new(config: Arc<ArcSwap<Config>>, client: reqwest::Client, store: Store) -> Self {
         // Names this process's leases in the store.
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-        Self { inner: Arc::new(Inner { config, client, store, owner, unroutable_full: AtomicBool::new(false) }) }
+        let budget = crate::verify::Budget::default();
+        Self {
+            inner: Arc::new(Inner { config, client, store, owner, budget, unroutable_full: AtomicBool::new(false) }),
+        }
     }
 
     /// The table in force now; hold it for one attempt.
@@ -51,6 +56,10 @@ impl Worker {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn budget(&self) -> &crate::verify::Budget {
+        &self.inner.budget
     }
 
     /// The lease owner this process claims under.

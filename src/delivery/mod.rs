@@ -8,6 +8,7 @@ mod context;
 mod schedule;
 mod send;
 mod sign;
+mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use context::{Handle, Worker};
-pub use schedule::next_outcome;
+pub use schedule::{next_outcome, parse_retry_after};
 pub use send::attempt;
 pub use sign::sign;
 
@@ -114,8 +115,11 @@ async fn poll(state: &Worker, owner: &str, permits: &Arc<Semaphore>, tracker: &T
 /// soon as the tenant has answered, before the record is written. Storage
 /// errors are logged: the lease then expires and the attempt is made again
 /// (at least once, never lost).
-pub async fn deliver(state: &Worker, callback: Claimed, permit: Option<OwnedSemaphorePermit>) -> bool {
+pub async fn deliver(state: &Worker, mut callback: Claimed, permit: Option<OwnedSemaphorePermit>) -> bool {
     let config = state.config();
+    if !verify::first(state, &config, &mut callback).await {
+        return false;
+    }
     let (record, outcome) = attempt(state.client(), &config, &callback).await;
     drop(permit);
     let delivered = matches!(outcome, crate::store::Outcome::Delivered);

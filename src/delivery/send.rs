@@ -67,6 +67,7 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
         .notify_path(tenant)
         .ok_or_else(|| format!("tenant {tenant_id:?} no longer takes {} callbacks", provider.name()))?;
     let url = tenant.base_url.join(path);
+    let verified = crate::verify::header(crate::verify::policy(tenant, callback.provider), callback);
 
     let mut request = client
         .post(&url)
@@ -76,7 +77,8 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
             provider.delivery_content_type(callback.content_type.as_deref(), &callback.body),
         )
         .header("x-payrelay-delivery", callback.id.as_str())
-        .header("x-payrelay-attempt", n.to_string());
+        .header("x-payrelay-attempt", n.to_string())
+        .header("x-payrelay-verified", verified);
     if let Some(addr) = &callback.remote_addr {
         request = request.header("x-forwarded-for", addr);
     }
@@ -84,11 +86,17 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
         request = request.header("x-payrelay-simulated", "1");
     }
     if let Some(secret) = &tenant.forward_secret {
+        // What the query found is part of the signed id, so that a shop
+        // can trust X-Payrelay-Verified (SPEC §8): `<id>.<verified>`.
+        let id = match verified {
+            "none" => callback.id.to_string(),
+            v => format!("{}.{v}", callback.id),
+        };
         let timestamp = now_ms() / 1000;
         request = request
-            .header("webhook-id", callback.id.as_str())
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", sign(secret, callback.id.as_str(), timestamp, &callback.body));
+            .header("webhook-signature", sign(secret, &id, timestamp, &callback.body))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string());
     }
     let mut response = request.body(callback.body.clone()).send().await.map_err(|e| describe(&e, config))?;
     let status = response.status();

@@ -157,7 +157,9 @@ pub async fn acknowledge(
     pending: NewCallback,
 ) -> Answer {
     let provider = inbound.provider;
-    let inline = tenant.ack == AckMode::Delivered;
+    // A callback to be verified by query is acknowledged once stored: the
+    // provider's answer never waits on a query (SPEC §8).
+    let inline = tenant.ack == AckMode::Delivered && !crate::verify::policy(tenant, provider.kind()).queries();
     match accepted {
         Accepted::Stored { id, seq } => {
             crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "stored");

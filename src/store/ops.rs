@@ -248,7 +248,7 @@ pub(super) async fn verify_note<C: Conn>(c: &mut C, sql: &Sql, seq: i64, note: &
     };
     let args = vec![
         Arg::from(seq),
-        Arg::from(note.verified.as_str()),
+        Arg::from(note.verified.map(Verified::as_str)),
         Arg::from(note.detail.as_str()),
         Arg::from(i64::from(counts)),
         Arg::from(status.as_str()),

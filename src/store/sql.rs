@@ -62,7 +62,7 @@ const CLAIMED: &str =
 /// A query's outcome kept with its callback (a pending one only): `$4`
 /// counts it against the schedule, `$7` keeps the lease (deliver now).
 const VERIFY_NOTE: &str = "UPDATE callbacks
-    SET verified = $2, verify_detail = $3, verify_tries = verify_tries + $4, status = $5, next_attempt_at = $6,
+    SET verified = COALESCE($2, verified), verify_detail = $3, verify_tries = verify_tries + $4, status = $5, next_attempt_at = $6,
         lease_owner = CASE WHEN $7 THEN lease_owner ELSE NULL END,
         lease_until = CASE WHEN $7 THEN lease_until ELSE NULL END,
         last_error = CASE WHEN $7 THEN last_error ELSE $3 END,

@@ -143,7 +143,8 @@ impl Verified {
 /// A query's outcome, as it is to be kept, and what follows it.
 #[derive(Debug, Clone)]
 pub struct VerifyNote {
-    pub verified: Verified,
+    /// `None`: nothing was asked (the budget was spent); what was found before stays.
+    pub verified: Option<Verified>,
     /// Why, with an excerpt of the provider's answer (never a credential).
     pub detail: String,
     pub then: AfterVerify,

@@ -80,9 +80,11 @@ fn attempt(a: &AttemptRecord) -> Value {
     })
 }
 
-fn detail_json(d: &CallbackDetail) -> Value {
+fn detail_json(config: &crate::config::Config, d: &CallbackDetail) -> Value {
     let mut v = item(&d.summary);
     if let Value::Object(map) = &mut v {
+        let (outcome, detail) = crate::verify::shown(config, d);
+        map.insert("verification".into(), json!({ "outcome": outcome, "detail": detail }));
         map.insert("content_type".into(), json!(d.content_type));
         map.insert("body".into(), json!(String::from_utf8_lossy(&d.body)));
         map.insert("attempts".into(), Value::Array(d.attempts.iter().map(attempt).collect()));
@@ -117,7 +119,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
 pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Some(id) = CallbackId::parse(&id) else { return error(StatusCode::NOT_FOUND, "no such callback") };
     match state.store().get(&id).await {
-        Ok(Some(d)) => Json(detail_json(&d)).into_response(),
+        Ok(Some(d)) => Json(detail_json(&state.config(), &d)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such callback"),
         Err(e) => store_error(&e),
     }

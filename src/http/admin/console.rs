@@ -69,6 +69,8 @@ struct DetailPage {
     content_type: String,
     next_attempt: String,
     last_error: String,
+    verified: &'static str,
+    verify_detail: String,
     replayable: bool,
     body_kind: &'static str,
     body: String,
@@ -179,6 +181,7 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<String>, Query
         }
     };
     let (body_kind, body) = pretty_masked(&d);
+    let (verified, verify_detail) = crate::verify::shown(&state.config(), &d);
     let s = &d.summary;
     let page = DetailPage {
         id: s.id.to_string(),
@@ -194,6 +197,8 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<String>, Query
             _ => "—".to_owned(),
         },
         last_error: s.last_error.clone().unwrap_or_else(|| "—".to_owned()),
+        verified,
+        verify_detail,
         replayable: s.status != Status::Rejected,
         body_kind,
         body,
