@@ -32,6 +32,23 @@ pub enum Command {
     Route(RouteArgs),
     /// Print the CheckMacValue of some fields.
     Checkmac(CheckmacArgs),
+    /// Ask the provider now about a callback with these fields; print what
+    /// it says and what the gateway would decide (nothing is delivered).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// funpoint, oen, sinopac or tappay
+    pub provider: String,
+    /// The tenant whose credentials ask.
+    #[arg(long)]
+    pub tenant: String,
+    /// The callback's fields as KEY=VALUE (as `route` takes them).
+    #[arg(value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +260,12 @@ fn describe_providers(out: &mut String, t: &config::Tenant) {
         let _ = writeln!(out, "                notify {}", t.base_url.join(&f.notify_path));
         let _ = writeln!(out, "                result {}", t.base_url.join(&f.result_path));
     }
+    for provider in crate::routing::Provider::ALL {
+        if crate::providers::of(provider).serves(t) {
+            let policy = crate::verify::policy(t, provider);
+            let _ = writeln!(out, "  {:<13} verify by query: {}", provider.name(), policy.as_str());
+        }
+    }
     if let Some(o) = &t.oen {
         let _ = writeln!(
             out,
@@ -268,6 +291,53 @@ fn describe_providers(out: &mut String, t: &config::Tenant) {
             t.base_url.join(&tp.return_path)
         );
     }
+}
+
+/// `payrelay verify`: exit 0 when the provider confirms the callback.
+pub fn verify(args: &VerifyArgs) -> ExitCode {
+    let config = match load_or_report(&args.config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (Some(provider), Some(tenant)) = (Provider::parse(&args.provider), config.table.tenant(&args.tenant)) else {
+        eprintln!("unknown provider {:?} or tenant {:?}", args.provider, args.tenant);
+        return ExitCode::FAILURE;
+    };
+    let fields = match split_fields(&args.fields) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let (body, content_type) = match provider {
+        Provider::Funpoint => (crate::form::encode(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))), None),
+        _ => {
+            let object: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            (serde_json::Value::Object(object).to_string(), Some("application/json"))
+        }
+    };
+    let policy = crate::verify::policy(tenant, provider);
+    if !policy.queries() {
+        println!("note: tenant {} does not query {} (verify = \"none\"); asking anyway", tenant.id, provider);
+    }
+    let asked = async {
+        let client = crate::startup::http_client_via(config.server.outbound_proxy.as_ref())?;
+        anyhow::Ok(crate::verify::query(&client, &config, tenant, provider, body.as_bytes(), content_type).await)
+    };
+    let verdict = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(asked))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("payrelay: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let then = crate::verify::next(policy, &verdict, 0, &config.delivery.retry, crate::store::now_ms());
+    println!("outcome: {}\ndetail:  {}\ndecision: {then:?}", verdict.verified.as_str(), verdict.detail);
+    if verdict.verified == crate::store::Verified::Confirmed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 pub fn route(args: &RouteArgs) -> ExitCode {

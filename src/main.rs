@@ -25,5 +25,6 @@ fn main() -> ExitCode {
         Command::Check(args) => payrelay::cli::check(&args),
         Command::Route(args) => payrelay::cli::route(&args),
         Command::Checkmac(args) => payrelay::cli::checkmac(&args),
+        Command::Verify(args) => payrelay::cli::verify(&args),
     }
 }

@@ -38,6 +38,8 @@ mod notify;
 mod operations;
 #[path = "api/pg.rs"]
 mod pg;
+#[path = "api/provider_api.rs"]
+mod provider_api;
 #[path = "api/providers.rs"]
 mod providers;
 #[path = "api/scale.rs"]
@@ -48,3 +50,5 @@ mod security;
 mod server;
 #[path = "api/store.rs"]
 mod store;
+#[path = "api/verify.rs"]
+mod verify;

@@ -65,6 +65,7 @@ impl TryFrom<RawConfig> for Config {
         let admin = admin(&mut p, raw.admin);
         let notify_limits = notify_limits(&mut p, &raw.providers);
         let apis = super::verify::apis(&mut p, &raw.providers);
+
         let funpoint = FunpointSettings {
             payment_origins: raw
                 .providers
@@ -84,6 +85,15 @@ impl TryFrom<RawConfig> for Config {
             suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
         let tenants: Vec<Tenant> = raw.tenants.into_iter().enumerate().map(|(i, t)| tenant(&mut p, i, t)).collect();
         let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
+        if let Some(slowest) = verify::slowest_query(&table, &apis)
+            && storage.lease <= delivery.timeout + slowest
+        {
+            // A query and the attempt after it run under one lease.
+            p.push(
+                "storage.lease",
+                "must be longer than delivery.timeout plus the query_timeout of every provider queried",
+            );
+        }
         if p.0.is_empty() {
             Ok(Config { server, storage, delivery, admin, table, notify_limits, apis })
         } else {

@@ -107,6 +107,28 @@ fn api(p: &mut Problems, provider: Provider, raw: RawApi) -> ProviderApi {
     ProviderApi { base, timeout, per_second }
 }
 
+impl super::Tenant {
+    /// What this tenant's section for `provider` does with its query API.
+    pub fn query_policy(&self, provider: Provider) -> QueryPolicy {
+        match provider {
+            Provider::Funpoint => self.funpoint.as_ref().map(|f| f.query),
+            Provider::Oen => self.oen.as_ref().map(|o| o.verify),
+            Provider::Sinopac => self.sinopac.as_ref().map(|s| s.verify),
+            Provider::TapPay => self.tappay.as_ref().map(|t| t.verify),
+        }
+        .unwrap_or(QueryPolicy::None)
+    }
+}
+
+/// The longest `query_timeout` among the providers some tenant queries.
+pub(super) fn slowest_query(table: &super::RoutingTable, apis: &Apis) -> Option<Duration> {
+    Provider::ALL
+        .into_iter()
+        .filter(|&p| table.tenants().iter().any(|t| t.query_policy(p).queries()))
+        .map(|p| apis.of(p).timeout)
+        .max()
+}
+
 /// Names of the keys that hold credentials: only `${VAR}`s may fill them.
 pub(super) fn is_credential(at: &str) -> bool {
     const KEYS: [&str; 6] = ["api_token", "partner_key", "hash_a1", "hash_a2", "hash_b1", "hash_b2"];

@@ -67,13 +67,7 @@ impl Verdict {
 
 /// The query policy of `tenant`'s section for `provider`.
 pub fn policy(tenant: &Tenant, provider: Provider) -> QueryPolicy {
-    match provider {
-        Provider::Funpoint => tenant.funpoint.as_ref().map(|f| f.query),
-        Provider::Oen => tenant.oen.as_ref().map(|o| o.verify),
-        Provider::Sinopac => tenant.sinopac.as_ref().map(|s| s.verify),
-        Provider::TapPay => tenant.tappay.as_ref().map(|t| t.verify),
-    }
-    .unwrap_or(QueryPolicy::None)
+    tenant.query_policy(provider)
 }
 
 /// The account a query is made for (its budget is its own): the merchant,
