@@ -210,6 +210,31 @@ fn claimed<'p>(parsed: &'p Parsed, field: &str) -> Result<std::borrow::Cow<'p, s
         .ok_or_else(|| Verdict::contradicted(format!("the callback has no {field}")))
 }
 
+/// A JSON field as text (a string's contents, a number's digits).
+fn json_text(v: &serde_json::Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Where the provider's `record` and the callback name a different order
+/// (`order_field`, compared as text) or amount (as a number), the verdict.
+fn disagreement(parsed: &Parsed, record: &serde_json::Value, order_field: &str, who: &str) -> Option<Verdict> {
+    if let (Some(ours), Some(theirs)) = (parsed.field(order_field), json_text(record, order_field))
+        && ours != theirs
+    {
+        return Some(Verdict::contradicted(format!("order {ours} in the callback, {theirs} at {who}")));
+    }
+    match (parsed.field("amount"), json_text(record, "amount")) {
+        (Some(ours), Some(theirs)) if !same_amount(&ours, &theirs) => {
+            Some(Verdict::contradicted(format!("amount {ours} in the callback, {theirs} at {who}")))
+        }
+        _ => None,
+    }
+}
+
 /// Two amounts as numbers (`"100"`, `100`, `"100.0"`), or as text.
 fn same_amount(a: &str, b: &str) -> bool {
     match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {

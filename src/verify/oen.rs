@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{Verdict, claimed, same_amount, send};
+use super::{Verdict, claimed, disagreement, json_text as text, send};
 use crate::config::{ProviderApi, Tenant};
 use crate::providers::Parsed;
 
@@ -38,28 +38,13 @@ pub(super) async fn query(client: &reqwest::Client, api: &ProviderApi, tenant: &
     verdict.saying(&answer.body)
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// Does the transaction `data` agree with the callback?
 fn judge(parsed: &Parsed, id: &str, data: &Value) -> Verdict {
     if text(data, "transactionId").as_deref() != Some(id) && text(data, "id").as_deref() != Some(id) {
         return Verdict::contradicted("the answer is about another transaction");
     }
-    if let (Some(ours), Some(theirs)) = (parsed.field("orderId"), text(data, "orderId"))
-        && ours != theirs
-    {
-        return Verdict::contradicted(format!("order {ours} in the callback, {theirs} at Oen"));
-    }
-    if let (Some(ours), Some(theirs)) = (parsed.field("amount"), text(data, "amount"))
-        && !same_amount(&ours, &theirs)
-    {
-        return Verdict::contradicted(format!("amount {ours} in the callback, {theirs} at Oen"));
+    if let Some(differs) = disagreement(parsed, data, "orderId", "Oen") {
+        return differs;
     }
     let status = text(data, "status").unwrap_or_default();
     let paid = matches!(status.as_str(), "charged" | "claimed");

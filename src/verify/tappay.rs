@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Verdict, claimed, same_amount, send};
+use super::{Verdict, claimed, disagreement, json_text as text, send};
 use crate::config::{ProviderApi, Tenant};
 use crate::providers::Parsed;
 
@@ -43,14 +43,6 @@ pub(super) async fn query(client: &reqwest::Client, api: &ProviderApi, tenant: &
     verdict.saying(&answer.body)
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn judge(parsed: &Parsed, rec: &str, merchant: &str, json: &Value) -> Verdict {
     let records: Vec<&Value> = json
         .get("trade_records")
@@ -65,15 +57,8 @@ fn judge(parsed: &Parsed, rec: &str, merchant: &str, json: &Value) -> Verdict {
     if text(record, "merchant_id").as_deref() != Some(merchant) {
         return Verdict::contradicted("the record is another merchant's");
     }
-    if let (Some(ours), Some(theirs)) = (parsed.field("order_number"), text(record, "order_number"))
-        && ours != theirs
-    {
-        return Verdict::contradicted(format!("order {ours} in the callback, {theirs} at TapPay"));
-    }
-    if let (Some(ours), Some(theirs)) = (parsed.field("amount"), text(record, "amount"))
-        && !same_amount(&ours, &theirs)
-    {
-        return Verdict::contradicted(format!("amount {ours} in the callback, {theirs} at TapPay"));
+    if let Some(differs) = disagreement(parsed, record, "order_number", "TapPay") {
+        return differs;
     }
     let record_status = record.get("record_status").and_then(Value::as_i64);
     let claims_paid = parsed.field("status").as_deref().is_none_or(|s| s == "0");

@@ -14,6 +14,7 @@ use crate::helpers::*;
 use crate::provider_api::*;
 
 const WAIT: Duration = Duration::from_secs(15);
+const ADMIN: &str = "verify-test-admin-token-0123456789abcdef";
 
 /// One tenant taking every provider, each section with its credentials
 /// (from `${VAR:-default}`s: credentials come only from the environment).
@@ -24,6 +25,8 @@ fn config(shop: &str, api: &ProviderApi, extra: &str) -> String {
 [delivery]
 timeout = "700ms"
 retry = ["100ms", "200ms"]
+[admin]
+token = "{ADMIN}"
 {providers}
 [[tenants]]
 id = "shop"
@@ -138,6 +141,13 @@ async fn a_forged_tappay_notification_is_never_delivered_and_a_genuine_one_once_
     assert_eq!(verification(&d).0, Verified::Contradicted);
     assert!(verification(&d).1.contains("TP000301"), "{}", verification(&d).1);
     assert!(rig.deliveries_of(&forged).is_empty() && rig.deliveries_of(&stolen).is_empty());
+    // The operator sees the outcome and an excerpt of TapPay's answer; never the partner key.
+    let url = rig.app.url(&format!("/admin/api/callbacks/{}", d.summary.id));
+    let shown: serde_json::Value =
+        rig.app.client.get(url).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["verification"]["outcome"], "contradicted");
+    assert!(shown["verification"]["detail"].as_str().unwrap().contains("trade_records"), "{shown}");
+    assert!(!shown.to_string().contains(TAPPAY_KEY));
     // TapPay heard the partner key in the header and the body.
     let asked = rig.api.queries();
     assert!(asked.iter().all(|(path, body)| path == "/tpc/transaction/query" && body.contains(TAPPAY_KEY)));
@@ -391,8 +401,11 @@ async fn a_pending_verification_survives_kill_9_and_the_callback_is_delivered_af
     api.outage(Some(Outage { status: 503, retry_after: None, hang: Some(Duration::from_secs(30)) }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("routes.toml");
-    let text = config(&shop.url(), &api, "").replace("query_timeout = \"1s\"", "query_timeout = \"20s\"");
-    std::fs::write(&cfg, text).unwrap();
+    // On PostgreSQL the dead instance's lease must run out first (several
+    // instances share the store): a short one, longer than a query and an attempt.
+    let storage = format!("[storage]\nurl = \"{}\"\nlease = \"4s\"\n", store_url_for(&dir.path().join("payrelay.db")));
+    let text = config(&shop.url(), &api, "").replace("query_timeout = \"1s\"", "query_timeout = \"3s\"");
+    std::fs::write(&cfg, format!("{storage}{text}")).unwrap();
     let mut served = Served::start(&cfg);
     let body = tappay("D20261202TP1101", "TP001101", 1200);
     let client = payrelay::startup::http_client().unwrap();
