@@ -12,6 +12,7 @@ pub mod form;
 pub mod http;
 pub mod metrics;
 pub mod providers;
+pub mod reconcile;
 pub mod relay;
 pub mod routing;
 pub mod startup;

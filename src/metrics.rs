@@ -88,6 +88,16 @@ pub fn verification(provider: &str, tenant: &str, outcome: &'static str) {
     metrics::counter!("payrelay_verifications_total", &labels).increment(1);
 }
 
+/// A reconciliation that could not be done (`ledger_write`, `query`, `store`).
+pub fn reconcile_error(kind: &'static str) {
+    metrics::counter!("payrelay_reconcile_errors_total", "kind" => kind).increment(1);
+}
+
+/// A paid order whose notifications were all lost, found and made (SPEC §9).
+pub fn reconciled_found(tenant: &str) {
+    metrics::counter!("payrelay_reconciled_found_total", "tenant" => tenant.to_owned()).increment(1);
+}
+
 pub fn reload(ok: bool) {
     metrics::counter!("payrelay_config_reloads_total", "result" => if ok { "ok" } else { "error" }).increment(1);
 }

@@ -71,6 +71,8 @@ impl Application {
         let purger = tokio::spawn(delivery::run_purger(self.state.worker().clone(), background.clone(), move || {
             upkeep.forget_idle()
         }));
+        let reconciler =
+            tokio::spawn(crate::reconcile::run_reconciler(self.state.worker().clone(), background.clone()));
         match self.listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, "payrelay listening"),
             Err(e) => tracing::info!(error = %e, "payrelay listening (address unknown)"),
@@ -80,6 +82,7 @@ impl Application {
         background.cancel();
         let _ = worker.await;
         let _ = purger.await;
+        let _ = reconciler.await;
         self.state.store().close().await;
         tracing::info!("payrelay stopped");
     }

@@ -32,6 +32,8 @@ mod delivery;
 mod funpoint_return;
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "api/ledger.rs"]
+mod ledger;
 #[path = "api/notify.rs"]
 mod notify;
 #[path = "api/operations.rs"]

@@ -18,7 +18,7 @@ pub use table::{
     MIN_ADMIN_TOKEN, NotifyLimits, OenTenant, RoutingTable, ServerConfig, SinopacTenant, StorageConfig, StorageUrl,
     TapPayTenant, Tenant, suffix_of,
 };
-pub use verify::{Apis, ProviderApi, QueryPolicy, SinopacKeys, TapPayCredentials};
+pub use verify::{Apis, ProviderApi, QueryPolicy, ReconcileConfig, SinopacKeys, TapPayCredentials};
 
 /// Why a config cannot be used: every problem, one per line.
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,44 @@ pub struct RawConfig {
     pub providers: RawProviders,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
+    #[serde(default)]
+    pub reconcile: RawReconcile,
+}
+
+/// `[reconcile]` (SPEC §9).
+#[derive(Debug, Deserialize)]
+pub struct RawReconcile {
+    #[serde(default = "RawReconcile::default_after")]
+    pub after: String,
+    #[serde(default = "RawReconcile::default_give_up")]
+    pub give_up: String,
+    #[serde(default = "RawReconcile::default_retry")]
+    pub retry: Vec<String>,
+    #[serde(default = "RawApi::default_rate")]
+    pub per_merchant_per_second: u64,
+}
+
+impl RawReconcile {
+    fn default_after() -> String {
+        s("15m")
+    }
+    fn default_give_up() -> String {
+        s("3d")
+    }
+    fn default_retry() -> Vec<String> {
+        ["15m", "1h", "6h", "24h"].map(s).to_vec()
+    }
+}
+
+impl Default for RawReconcile {
+    fn default() -> Self {
+        Self {
+            after: Self::default_after(),
+            give_up: Self::default_give_up(),
+            retry: Self::default_retry(),
+            per_merchant_per_second: RawApi::default_rate(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

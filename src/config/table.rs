@@ -27,6 +27,8 @@ pub struct Config {
     pub notify_limits: NotifyLimits,
     /// Each provider's query API (SPEC §8).
     pub apis: super::verify::Apis,
+    /// The order ledger's reconciler (SPEC §9).
+    pub reconcile: super::verify::ReconcileConfig,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -65,6 +65,7 @@ impl TryFrom<RawConfig> for Config {
         let admin = admin(&mut p, raw.admin);
         let notify_limits = notify_limits(&mut p, &raw.providers);
         let apis = super::verify::apis(&mut p, &raw.providers);
+        let reconcile = super::verify::reconcile(&mut p, &raw.reconcile);
 
         let funpoint = FunpointSettings {
             payment_origins: raw
@@ -95,7 +96,7 @@ impl TryFrom<RawConfig> for Config {
             );
         }
         if p.0.is_empty() {
-            Ok(Config { server, storage, delivery, admin, table, notify_limits, apis })
+            Ok(Config { server, storage, delivery, admin, table, notify_limits, apis, reconcile })
         } else {
             Err(p.0)
         }

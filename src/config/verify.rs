@@ -129,6 +129,32 @@ pub(super) fn slowest_query(table: &super::RoutingTable, apis: &Apis) -> Option<
         .max()
 }
 
+/// `[reconcile]` (SPEC §9): when an order with no payment result is asked
+/// about, how often again, and when the reconciler gives up on it.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    pub after: Duration,
+    pub give_up: Duration,
+    pub retry: Vec<Duration>,
+    pub per_merchant_per_second: NonZeroU32,
+}
+
+pub(super) fn reconcile(p: &mut Problems, raw: &super::raw::RawReconcile) -> ReconcileConfig {
+    let retry = raw.retry.iter().enumerate().map(|(i, s)| p.duration(&format!("reconcile.retry[{i}]"), s)).collect();
+    ReconcileConfig {
+        after: p.duration("reconcile.after", &raw.after),
+        give_up: p.duration("reconcile.give_up", &raw.give_up),
+        retry,
+        per_merchant_per_second: u32::try_from(raw.per_merchant_per_second)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .unwrap_or_else(|| {
+                p.push("reconcile.per_merchant_per_second", "must be a whole number from 1");
+                NonZeroU32::MIN
+            }),
+    }
+}
+
 /// Names of the keys that hold credentials: only `${VAR}`s may fill them.
 pub(super) fn is_credential(at: &str) -> bool {
     const KEYS: [&str; 6] = ["api_token", "partner_key", "hash_a1", "hash_a2", "hash_b1", "hash_b2"];

@@ -78,7 +78,9 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
         )
         .header("x-payrelay-delivery", callback.id.as_str())
         .header("x-payrelay-attempt", n.to_string())
-        .header("x-payrelay-verified", verified);
+        .header("x-payrelay-verified", verified)
+        .header("x-payrelay-event", event(provider, callback))
+        .header("x-payrelay-source", callback.source.as_deref().unwrap_or("provider"));
     if let Some(addr) = &callback.remote_addr {
         request = request.header("x-forwarded-for", addr);
     }
@@ -117,6 +119,11 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
         }
     }
     Ok(Answer { status, body, retry_after })
+}
+
+/// What the callback means to the shop (SPEC §9), read from its body.
+fn event(provider: &dyn providers::Provider, callback: &Claimed) -> &'static str {
+    provider.parse(&callback.body, callback.content_type.as_deref()).map_or("other", |p| provider.event(&p))
 }
 
 fn describe(e: &reqwest::Error, config: &Config) -> String {

@@ -88,7 +88,29 @@ async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, Gateway
         return Err(GatewayError::PaymentOrigin(payment.payment_origin.to_string()));
     }
     tracing::info!(tenant = %tenant.id, choose_payment = payment.choose_payment().unwrap_or("-"), "checkout relayed");
+    record_order(state, &tenant.id, &payment).await;
     Ok(payment)
+}
+
+/// The checkout goes into the order ledger (SPEC §9) before the buyer gets
+/// the form. A failed write is logged and counted, and the checkout goes
+/// on: the payment and its notifications do not depend on the ledger, only
+/// the reconciliation of this one order does.
+async fn record_order(state: &AppState, tenant: &crate::domain::TenantId, payment: &checkout::PaymentRequest) {
+    let field = |k: &str| payment.fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let Some(merchant_trade_no) = field("MerchantTradeNo").filter(|m| !m.is_empty()) else { return };
+    let order = crate::store::NewOrder {
+        tenant: tenant.to_string(),
+        merchant_trade_no,
+        merchant_id: field("MerchantID"),
+        amount: field("TotalAmount").and_then(|a| a.trim().parse().ok()),
+        payment_type: field("ChoosePayment"),
+        first_query_at: state.store().clock().now_ms() + crate::store::ms(state.config().reconcile.after),
+    };
+    if let Err(e) = state.store().checkout(order).await {
+        tracing::error!(tenant = %tenant, error = %e, "cannot record the checkout in the order ledger; it will not be reconciled");
+        crate::metrics::reconcile_error("ledger_write");
+    }
 }
 
 /// The CVS passthrough's policy: scripts and forms work inside an opaque

@@ -163,6 +163,30 @@ impl Provider for Funpoint {
     /// a resend changes RtnMsg (交易成功 → paid) and with it the MAC. Names
     /// and values are ASCII-lower-cased, as the MAC's input is: two bodies
     /// with one MAC have one key.
+    /// PeriodReturnURL (no TradeNo, a TotalSuccessTimes) is a period; RtnCode
+    /// 1 is paid; an ATM account or CVS code (RtnCode 2 / 10100073, or its
+    /// fields) is issued; anything else failed.
+    fn event(&self, parsed: &Parsed) -> &'static str {
+        let rtn = parsed.field("RtnCode").unwrap_or_default();
+        let code = rtn == "2"
+            || rtn == "10100073"
+            || parsed.field("vAccount").is_some()
+            || parsed.field("PaymentNo").is_some();
+        if parsed.field("TradeNo").is_none() && parsed.field("TotalSuccessTimes").is_some() {
+            if rtn == "1" { "period_paid" } else { "failed" }
+        } else if rtn == "1" {
+            "paid"
+        } else if code {
+            "code_issued"
+        } else {
+            "failed"
+        }
+    }
+
+    fn order_field(&self) -> Option<&'static str> {
+        Some("MerchantTradeNo")
+    }
+
     fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
         let mut fields: Vec<(String, String)> = form(parsed)
             .map(|f| {

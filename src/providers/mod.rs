@@ -138,6 +138,18 @@ pub trait Provider: Send + Sync + 'static {
     /// The acknowledgement of a stored callback.
     fn ack(&self) -> (StatusCode, String);
 
+    /// What the callback means to the shop (`X-Payrelay-Event`, SPEC §9):
+    /// `paid`, `code_issued`, `period_paid`, `failed` or `other`.
+    fn event(&self, _parsed: &Parsed) -> &'static str {
+        "other"
+    }
+
+    /// The field that names the shop's order (the admin search finds
+    /// callbacks by it; Funpoint's is the order ledger's key).
+    fn order_field(&self) -> Option<&'static str> {
+        None
+    }
+
     /// An error answer on a notify path, in the provider's grammar
     /// (`{"error": "<message>"}` unless the provider says otherwise).
     fn error(&self, message: &str) -> String {

@@ -48,6 +48,20 @@ impl Provider for Oen {
         &["amount", "currency", "orderId"]
     }
 
+    fn event(&self, parsed: &Parsed) -> &'static str {
+        match parsed.field("status").as_deref() {
+            Some("charged" | "claimed") => "paid",
+            Some("charging") if parsed.field("paymentInfo").is_some() => "code_issued",
+            Some("failed" | "cancelled") => "failed",
+            _ if parsed.field("success").as_deref() == Some("false") => "failed",
+            _ => "other",
+        }
+    }
+
+    fn order_field(&self) -> Option<&'static str> {
+        Some("orderId")
+    }
+
     fn ack(&self) -> (StatusCode, String) {
         (StatusCode::OK, r#"{"code":"S0000"}"#.to_owned())
     }

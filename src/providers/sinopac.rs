@@ -49,6 +49,16 @@ impl Provider for Sinopac {
         parsed.dedup_over("PayToken", &["ShopNo", "PayToken"])
     }
 
+    /// SinoPac notifies once a payment completes (an ATM transfer arrived, a
+    /// card was captured); its query says whether it did.
+    fn event(&self, _parsed: &Parsed) -> &'static str {
+        "paid"
+    }
+
+    fn order_field(&self) -> Option<&'static str> {
+        Some("PayToken")
+    }
+
     fn ack(&self) -> (StatusCode, String) {
         (StatusCode::OK, r#"{"Status":"S"}"#.to_owned())
     }

@@ -46,6 +46,18 @@ impl Provider for TapPay {
         &["amount", "currency"]
     }
 
+    fn event(&self, parsed: &Parsed) -> &'static str {
+        match parsed.field("status").as_deref() {
+            Some("0") => "paid",
+            Some(_) => "failed",
+            None => "other",
+        }
+    }
+
+    fn order_field(&self) -> Option<&'static str> {
+        Some("order_number")
+    }
+
     fn ack(&self) -> (StatusCode, String) {
         (StatusCode::OK, r#"{"status":0}"#.to_owned())
     }

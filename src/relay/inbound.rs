@@ -60,6 +60,9 @@ impl Inbound {
             dedup: None,
             path_tenant: self.path_tenant.clone(),
             lease: None,
+            order_key: None,
+            source: None,
+            order: None,
         }
     }
 }
@@ -133,6 +136,13 @@ pub async fn store(
     pending.dedup = providers::tenant_dedup_key(provider, tenant, parsed)
         .map(|key| DedupKey { key, window: config.delivery.dedup_window });
     pending.lease = Some((relay.worker.owner().to_owned(), config.storage.lease));
+    pending.order_key = provider.order_field().and_then(|f| parsed.field(f)).map(|v| v.into_owned());
+    pending.order = crate::reconcile::order_move(provider, parsed);
+    if crate::reconcile::already_made(relay.worker.store(), tenant, pending.order.as_ref()).await {
+        // SPEC §9: the reconciler made and delivered this result already.
+        crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "duplicate");
+        return Err(Answer::Ack);
+    }
     match relay.worker.store().accept(pending.clone()).await {
         Ok(accepted) => Ok((accepted, pending)),
         Err(e) => {
@@ -176,6 +186,7 @@ pub async fn acknowledge(
                 attempts: 0,
                 verified: None,
                 verify_tries: 0,
+                source: None,
             };
             if !inline {
                 relay.handoff.hand_off(claimed);

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
 use super::ops;
+use super::orders::{self, NewOrder, Order, OrderEvent, OrderFilter, OrderQueried};
 use super::sql::Sql;
 use super::types::*;
 use super::writer::{self, Op};
@@ -61,7 +62,7 @@ impl<B: Backend> Engine<B> {
     }
 
     pub(super) async fn accept(&self, new: NewCallback) -> Result<Accepted, StoreError> {
-        self.call(|reply| Op::Accept(new, reply)).await
+        self.call(|reply| Op::Accept(Box::new(new), reply)).await
     }
 
     pub(super) async fn claim(
@@ -86,6 +87,33 @@ impl<B: Backend> Engine<B> {
 
     pub(super) async fn verify_note(&self, seq: i64, note: VerifyNote) -> Result<bool, StoreError> {
         Ok(self.call(|reply| Op::Verify { seq, note, reply }).await? > 0)
+    }
+
+    pub(super) async fn checkout(&self, order: NewOrder) -> Result<u64, StoreError> {
+        self.call(|reply| Op::Checkout(order, reply)).await
+    }
+
+    pub(super) async fn claim_orders(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let owner = owner.to_owned();
+        self.call(|reply| Op::ClaimOrders { owner, now, until, limit, reply }).await
+    }
+
+    pub(super) async fn queried(&self, q: OrderQueried) -> Result<u64, StoreError> {
+        self.call(|reply| Op::Queried(q, reply)).await
+    }
+
+    pub(super) async fn orders(&self, f: &OrderFilter) -> Result<Vec<Order>, StoreError> {
+        Ok(orders::list(self.backend.read_conn().await?, &self.sql.orders, f).await?)
+    }
+
+    pub(super) async fn order(&self, tenant: &str, mtn: &str) -> Result<Option<(Order, Vec<OrderEvent>)>, StoreError> {
+        Ok(orders::get(self.backend.read_conn().await?, &self.sql.orders, tenant, mtn).await?)
     }
 
     pub(super) async fn replay(&self, what: Replay) -> Result<u64, StoreError> {

@@ -14,6 +14,7 @@
 mod backend;
 mod engine;
 mod ops;
+mod orders;
 mod postgres;
 mod rows;
 mod sql;
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use engine::Engine;
+pub use orders::{NewOrder, Order, OrderEvent, OrderFilter, OrderMove, OrderQueried, OrderState};
 use postgres::PgBackend;
 use sqlite::SqliteBackend;
 pub use types::*;
@@ -113,6 +115,40 @@ impl Store {
     /// and moves it on (`false`: it was not pending any more).
     pub async fn verify_note(&self, seq: i64, note: VerifyNote) -> Result<bool, StoreError> {
         backend!(self, s => s.verify_note(seq, note).await)
+    }
+
+    /// Records a relayed checkout in the ledger (SPEC §9), durably.
+    pub async fn checkout(&self, order: NewOrder) -> Result<u64, StoreError> {
+        backend!(self, s => s.checkout(order).await)
+    }
+
+    /// Leases up to `limit` orders due at `now` for a reconciliation query, until `until`.
+    pub async fn claim_orders(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        backend!(self, s => s.claim_orders(owner, now, until, limit).await)
+    }
+
+    /// Keeps what a reconciliation query found and releases the order.
+    pub async fn queried(&self, q: OrderQueried) -> Result<u64, StoreError> {
+        backend!(self, s => s.queried(q).await)
+    }
+
+    pub async fn orders(&self, filter: &OrderFilter) -> Result<Vec<Order>, StoreError> {
+        backend!(self, s => s.orders(filter).await)
+    }
+
+    /// An order and its timeline.
+    pub async fn order(
+        &self,
+        tenant: &str,
+        merchant_trade_no: &str,
+    ) -> Result<Option<(Order, Vec<OrderEvent>)>, StoreError> {
+        backend!(self, s => s.order(tenant, merchant_trade_no).await)
     }
 
     /// Gives back every lease `owner` holds (shutdown).

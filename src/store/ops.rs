@@ -52,6 +52,8 @@ fn insert_args(n: &NewCallback, id: &CallbackId, now: i64, args: &mut Vec<Arg>) 
         Arg::from(n.reason.as_deref()),
         Arg::from((!pending).then_some(now)),
         Arg::from(n.path_tenant.as_deref()),
+        Arg::from(n.order_key.as_deref()),
+        Arg::from(n.source),
     ]);
 }
 
@@ -142,6 +144,13 @@ pub(super) async fn accept_all<C: Conn>(
                 }
                 None => todo.push(i),
             }
+        }
+    }
+    for (n, id) in news.iter().zip(&ids) {
+        if let (Some(m), Some(tenant), Some(Accepted::Stored { .. })) = (&n.order, &n.tenant, answers.get(id))
+            && n.status == Status::Pending
+        {
+            super::orders::moved(c, &sql.orders, tenant, id, m, now).await?;
         }
     }
     ids.iter()
@@ -328,6 +337,7 @@ pub(super) async fn list<C: Conn>(mut c: C, sql: &Sql, f: &ListFilter) -> Result
         Arg::from(f.provider.as_deref()),
         Arg::from(f.before_seq),
         Arg::from(i64::from(f.limit)),
+        Arg::from(f.q.as_deref()),
     ];
     c.fetch(&sql.list, args).await?.iter().map(rows::summary).collect()
 }

@@ -112,6 +112,7 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed, sqlx::Error> {
         attempts: count(r.int("attempts")?),
         verified: r.opt_text("verified")?.map(|v| verified(&v)).transpose()?,
         verify_tries: count(r.int("verify_tries")?),
+        source: r.opt_text("source")?,
     })
 }
 

@@ -27,9 +27,10 @@ pub(super) fn chunk_sizes(mut n: usize) -> Vec<usize> {
 }
 
 /// The columns of a new callback, in the order `ops::insert_rows` binds them.
-pub(super) const INSERT_COLS: usize = 16;
+pub(super) const INSERT_COLS: usize = 18;
 const INSERT_HEAD: &str = "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr,
-    simulated, dedup_key, received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at, path_tenant)";
+    simulated, dedup_key, received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at, path_tenant,
+    order_key, source)";
 const INSERT_TAIL: &str = "ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id, seq";
 
 /// A dedup lookup row: the newcomer's id, the provider, the key.
@@ -57,7 +58,8 @@ const APPLY_HEAD: &str = "UPDATE callbacks
     WHERE a.callback_seq = callbacks.seq AND callbacks.status = 'pending' AND (a.callback_seq, a.n) IN (";
 
 const CLAIMED: &str =
-    "RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts, verified, verify_tries";
+    "RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts, verified, verify_tries,
+    source";
 
 /// A query's outcome kept with its callback (a pending one only): `$4`
 /// counts it against the schedule, `$7` keeps the lease (deliver now).
@@ -128,6 +130,7 @@ pub(super) struct Sql {
     pub migrations_table: Arc<str>,
     pub migration_done: Arc<str>,
     pub migration_note: Arc<str>,
+    pub orders: super::orders::OrderSql,
     pub dialect: &'static Dialect,
 }
 
@@ -171,6 +174,7 @@ impl Sql {
                 "SELECT {SUMMARY} FROM callbacks
                  WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR tenant = $2)
                    AND (CAST($3 AS TEXT) IS NULL OR provider = $3) AND (CAST($4 AS BIGINT) IS NULL OR seq < $4)
+                   AND (CAST($6 AS TEXT) IS NULL OR order_key = $6 OR id = $6)
                  ORDER BY seq DESC LIMIT $5"
             )),
             by_status: s("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status"),
@@ -181,6 +185,7 @@ impl Sql {
             ),
             migration_done: s("SELECT version FROM schema_migrations WHERE version = $1"),
             migration_note: s("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)"),
+            orders: super::orders::OrderSql::new(&s, d),
             dialect: d,
         }
     }

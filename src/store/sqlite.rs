@@ -26,6 +26,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (2, include_str!("migrations/sqlite/0002_path_tenant.sql")),
         (3, include_str!("migrations/sqlite/0003_no_trigger.sql")),
         (4, include_str!("migrations/shared/0004_verification.sql")),
+        (5, include_str!("migrations/shared/0005_orders.sql")),
     ],
     single_instance: true,
 };

@@ -77,6 +77,12 @@ pub struct NewCallback {
     /// Only for `Pending`: insert it already leased to this owner, for an
     /// attempt the caller makes itself (`ack = "delivered"`).
     pub lease: Option<(String, Duration)>,
+    /// The order number it names (searchable: `?q=`).
+    pub order_key: Option<String>,
+    /// `None`: from the provider; `Some("reconcile")`: made by the reconciler.
+    pub source: Option<&'static str>,
+    /// Only for `Pending`: what it does to its order in the ledger.
+    pub order: Option<super::orders::OrderMove>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +116,8 @@ pub struct Claimed {
     pub verified: Option<Verified>,
     /// Queries that counted against the schedule.
     pub verify_tries: u32,
+    /// `reconcile` for a notification the reconciler made; else from the provider.
+    pub source: Option<String>,
 }
 
 /// What the provider's query API said of a callback (SPEC §8).
@@ -277,6 +285,8 @@ pub struct ListFilter {
     pub limit: u32,
     /// Only rows older than this `seq` (the cursor of the previous page).
     pub before_seq: Option<i64>,
+    /// Only callbacks with this order key or id.
+    pub q: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, Conn};
 use super::ops;
+use super::orders::{self, NewOrder, Order, OrderQueried};
 use super::sql::Sql;
 use super::types::*;
 use super::{Clock, StoreError};
@@ -29,13 +30,16 @@ const RECORD_DELAY: Duration = Duration::from_millis(20);
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Op {
-    Accept(NewCallback, Reply<Accepted>),
+    Accept(Box<NewCallback>, Reply<Accepted>),
     Claim { owner: String, lease: Duration, limit: usize, id: Option<String>, reply: Reply<Vec<Claimed>> },
     Record { seq: i64, attempt: AttemptRecord, outcome: Outcome, reply: Reply<()> },
     Release { owner: String, reply: Reply<u64> },
     Verify { seq: i64, note: VerifyNote, reply: Reply<u64> },
     Replay { what: Replay, reply: Reply<u64> },
     Purge(PurgePolicy, Reply<Purged>),
+    Checkout(NewOrder, Reply<u64>),
+    ClaimOrders { owner: String, now: i64, until: i64, limit: usize, reply: Reply<Vec<Order>> },
+    Queried(OrderQueried, Reply<u64>),
     Close(oneshot::Sender<()>),
 }
 
@@ -46,6 +50,7 @@ enum Done {
     Recorded,
     Count(u64),
     Purged(Purged),
+    Orders(Vec<Order>),
 }
 
 struct Writer<B: Backend> {
@@ -159,7 +164,7 @@ impl<B: Backend> Writer<B> {
 /// statements, the rest one by one, each op's result in its place.
 async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Vec<Done>, sqlx::Error> {
     let accepts: Vec<&NewCallback> =
-        ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(n) } else { None }).collect();
+        ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(&**n) } else { None }).collect();
     let mut accepted = ops::accept_all(c, sql, &accepts, now).await?.into_iter();
     let records: Vec<(i64, &AttemptRecord, Outcome)> = ops
         .iter()
@@ -183,6 +188,11 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
             Op::Verify { seq, note, .. } => Done::Count(ops::verify_note(c, sql, *seq, note, now).await?),
             Op::Replay { what, .. } => Done::Count(ops::replay(c, sql, what, now).await?),
             Op::Purge(policy, _) => Done::Purged(ops::purge(c, sql, policy).await?),
+            Op::Checkout(order, _) => Done::Count(orders::checkout(c, &sql.orders, order, now).await?),
+            Op::ClaimOrders { owner, now: at, until, limit, .. } => {
+                Done::Orders(orders::claim(c, &sql.orders, owner, *until, *limit, *at).await?)
+            }
+            Op::Queried(q, _) => Done::Count(orders::queried(c, &sql.orders, q, now).await?),
             Op::Close(_) => continue,
         });
     }
@@ -198,6 +208,10 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         Op::Accept(_, tx) => send(tx, result, |d| if let Done::Accepted(a) = d { Some(a) } else { None }),
         Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
         Op::Record { reply, .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
+        Op::Checkout(_, reply) | Op::Queried(_, reply) => {
+            send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
+        }
+        Op::ClaimOrders { reply, .. } => send(reply, result, |d| if let Done::Orders(o) = d { Some(o) } else { None }),
         Op::Release { reply, .. } | Op::Replay { reply, .. } | Op::Verify { reply, .. } => {
             send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
         }

@@ -49,31 +49,46 @@ pub(super) async fn query(client: &reqwest::Client, api: &ProviderApi, tenant: &
         Ok(o) => o,
         Err(v) => return v,
     };
-    let request = request_form(merchant, &order, crate::store::now_ms() / 1000, keys, section.encrypt_type);
+    match trade_info(client, api, keys, section.encrypt_type, merchant, &order).await {
+        Ok(found) => {
+            let text = crate::form::encode(found.iter());
+            judge(claim(parsed), parsed, merchant, &found).saying(text.as_bytes())
+        }
+        Err(v) => v,
+    }
+}
+
+/// QueryTradeInfo for `order`: the answer's fields once its CheckMacValue
+/// verified, or the verdict of "unavailable" that says why not.
+pub async fn trade_info(
+    client: &reqwest::Client,
+    api: &ProviderApi,
+    keys: &HashKeys,
+    alg: HashAlgorithm,
+    merchant: &str,
+    order: &str,
+) -> Result<FormFields, Verdict> {
+    let request = request_form(merchant, order, crate::store::now_ms() / 1000, keys, alg);
     let url = format!("{}/Cashier/QueryTradeInfo/V5", api.base);
-    let answer = match send(client.post(url).form(&request), api).await {
-        Ok(a) => a,
-        Err(v) => return v,
-    };
+    let answer = send(client.post(url).form(&request), api).await?;
     if answer.status == http::StatusCode::FORBIDDEN {
         // "Calling too fast gets HTTP 403: wait 30 minutes" (ECPay family).
         let mut v = Verdict::unavailable("HTTP 403: querying too fast; this merchant pauses 30 minutes");
         v.retry_after = Some(std::time::Duration::from_secs(30 * 60));
-        return v.saying(&answer.body);
+        return Err(v.saying(&answer.body));
     }
     if !answer.status.is_success() {
-        return Verdict::unavailable(format!("HTTP {}", answer.status.as_u16())).saying(&answer.body);
+        return Err(Verdict::unavailable(format!("HTTP {}", answer.status.as_u16())).saying(&answer.body));
     }
     let Ok(found) = FormFields::parse(&answer.body) else {
-        return Verdict::unavailable("the answer is not a form").saying(&answer.body);
+        return Err(Verdict::unavailable("the answer is not a form").saying(&answer.body));
     };
-    let mac_ok = found
-        .get(crate::domain::checkmac::FIELD)
-        .is_some_and(|mac| CheckMac::verify(found.unique(), keys, section.encrypt_type, mac));
+    let mac_ok =
+        found.get(crate::domain::checkmac::FIELD).is_some_and(|mac| CheckMac::verify(found.unique(), keys, alg, mac));
     if !mac_ok {
-        return Verdict::unavailable("the answer's CheckMacValue does not verify").saying(&answer.body);
+        return Err(Verdict::unavailable("the answer's CheckMacValue does not verify").saying(&answer.body));
     }
-    judge(claim(parsed), parsed, merchant, &found).saying(&answer.body)
+    Ok(found)
 }
 
 /// The QueryTradeInfo request for `order` at unix time `now`.

@@ -13,6 +13,7 @@ mod tappay;
 use std::time::Duration;
 
 pub use budget::Budget;
+pub use funpoint::trade_info as funpoint_trade_info;
 
 use crate::config::{Config, ProviderApi, QueryPolicy, Tenant};
 use crate::providers::{self, Parsed};

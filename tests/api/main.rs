@@ -25,6 +25,7 @@ mod crash;
 mod delivery;
 mod funpoint_return;
 mod helpers;
+mod ledger;
 mod notify;
 mod operations;
 mod pg;

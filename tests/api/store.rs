@@ -43,6 +43,9 @@ fn callback(key: Option<&str>, body: &[u8]) -> NewCallback {
         dedup: key.map(|k| DedupKey { key: k.into(), window: Duration::from_secs(3600) }),
         path_tenant: None,
         lease: None,
+        order_key: None,
+        source: None,
+        order: None,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct ListQuery {
     pub status: Option<String>,
     pub tenant: Option<String>,
     pub provider: Option<String>,
+    /// An order number (or routing key, or callback id) to search for.
+    pub q: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -49,6 +51,7 @@ impl ListQuery {
             provider: given(&self.provider),
             limit: limit.min(MAX_LIMIT),
             before_seq,
+            q: given(&self.q),
         })
     }
 }

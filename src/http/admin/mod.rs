@@ -7,6 +7,7 @@
 
 mod api;
 mod console;
+mod orders;
 mod replay;
 
 use axum::Router;
@@ -33,6 +34,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/callbacks/{id}", get(console::detail))
         .route("/admin/callbacks/{id}/replay", post(console::replay))
         .route("/admin/tenants/{tenant}/replay-dead", post(console::replay_dead))
+        .route("/admin/api/orders", get(orders::list))
+        .route("/admin/api/orders/{tenant}/{merchant_trade_no}", get(orders::detail))
         .route("/admin/api/callbacks", get(api::list))
         .route("/admin/api/callbacks/{id}", get(api::detail))
         .route("/admin/api/callbacks/{id}/replay", post(api::replay))
