@@ -35,6 +35,21 @@ pub enum Command {
     /// Ask the provider now about a callback with these fields; print what
     /// it says and what the gateway would decide (nothing is delivered).
     Verify(VerifyArgs),
+    /// List the ledger's orders due for a reconciliation query, and (without
+    /// --dry-run) ask Funpoint about them now.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only list what would be asked; ask nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this tenant's orders.
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]

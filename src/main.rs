@@ -26,5 +26,6 @@ fn main() -> ExitCode {
         Command::Route(args) => payrelay::cli::route(&args),
         Command::Checkmac(args) => payrelay::cli::checkmac(&args),
         Command::Verify(args) => payrelay::cli::verify(&args),
+        Command::Reconcile(args) => payrelay::reconcile::command(&args),
     }
 }

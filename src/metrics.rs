@@ -112,4 +112,9 @@ pub fn store_gauges(stats: &Stats) {
     #[allow(clippy::cast_precision_loss)]
     let age = stats.oldest_pending_ms.map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
     metrics::gauge!("payrelay_oldest_pending_age_seconds").set(age);
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("payrelay_orders_open").set(stats.open_orders as f64);
+    #[allow(clippy::cast_precision_loss)]
+    let age = stats.oldest_open_order_ms.map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
+    metrics::gauge!("payrelay_oldest_open_order_age_seconds").set(age);
 }

@@ -5,7 +5,10 @@
 //! every notification was lost is found and made into the notification the
 //! shop would have received.
 
+mod cli;
 mod run;
+
+pub use cli::command;
 
 pub use run::{Reconciled, reconcile_at, run_reconciler};
 

@@ -38,10 +38,12 @@ impl<B: Backend> Clone for Engine<B> {
 
 impl<B: Backend> Engine<B> {
     /// Migrates the store and starts its writer.
-    pub(super) async fn start(backend: B) -> Result<Self, StoreError> {
+    /// `beside_a_server`: a command-line tool opening the store of a running
+    /// gateway leaves that gateway's leases alone.
+    pub(super) async fn start(backend: B, beside_a_server: bool) -> Result<Self, StoreError> {
         let sql = Arc::new(Sql::new(B::dialect()));
         let mut conn = backend.write_conn().await?;
-        ops::migrate(&mut conn, &sql).await?;
+        ops::migrate(&mut conn, &sql, !beside_a_server).await?;
         let (backend, clock) = (Arc::new(backend), Clock::default());
         let writer = writer::spawn(backend.clone(), sql.clone(), clock.clone(), conn);
         Ok(Self { backend, sql, writer, clock })

@@ -68,13 +68,23 @@ macro_rules! backend {
 
 impl Store {
     pub async fn open(storage: &StorageConfig) -> Result<Self, StoreError> {
+        Self::open_as(storage, false).await
+    }
+
+    /// Opens the store of a gateway that may be running (`payrelay
+    /// reconcile`): its leases are left alone.
+    pub async fn open_beside_a_server(storage: &StorageConfig) -> Result<Self, StoreError> {
+        Self::open_as(storage, true).await
+    }
+
+    async fn open_as(storage: &StorageConfig, beside: bool) -> Result<Self, StoreError> {
         match &storage.url {
             StorageUrl::Sqlite { path } => {
-                Ok(Self(Backends::Sqlite(Engine::start(SqliteBackend::open(path).await?).await?)))
+                Ok(Self(Backends::Sqlite(Engine::start(SqliteBackend::open(path).await?, beside).await?)))
             }
             StorageUrl::Postgres(url) => {
                 let backend = PgBackend::open(url.expose(), storage.pool_size, storage.connect_timeout).await?;
-                Ok(Self(Backends::Postgres(Engine::start(backend).await?)))
+                Ok(Self(Backends::Postgres(Engine::start(backend, beside).await?)))
             }
         }
     }

@@ -349,13 +349,18 @@ pub(super) async fn stats<C: Conn>(mut c: C, sql: &Sql) -> Result<Stats> {
         Some(r) => r.opt_int("t")?,
         None => None,
     };
-    Ok(Stats { by_status, oldest_pending_ms })
+    let open = c.fetch(&sql.open_orders, Vec::new()).await?;
+    let (open_orders, oldest_open_order_ms) = match open.first() {
+        Some(r) => (u64::try_from(r.int("n")?).unwrap_or(0), r.opt_int("t")?),
+        None => (0, None),
+    };
+    Ok(Stats { by_status, oldest_pending_ms, open_orders, oldest_open_order_ms })
 }
 
 /// Applies the backend's migrations not yet applied, each in a transaction
 /// of its own (under the backend's lock when instances share the store);
 /// one instance per store gives back the leases of its previous run.
-pub(super) async fn migrate<C: Conn>(c: &mut C, sql: &Sql) -> Result<()> {
+pub(super) async fn migrate<C: Conn>(c: &mut C, sql: &Sql, release: bool) -> Result<()> {
     for &(version, script) in sql.dialect.migrations {
         c.execute(&sql.begin, Vec::new()).await?;
         let step = async {
@@ -385,7 +390,7 @@ pub(super) async fn migrate<C: Conn>(c: &mut C, sql: &Sql) -> Result<()> {
             tracing::info!(version, "storage migrated");
         }
     }
-    if sql.dialect.single_instance {
+    if release && sql.dialect.single_instance {
         c.execute(&sql.release_all, Vec::new()).await?;
     }
     Ok(())

@@ -126,6 +126,7 @@ pub(super) struct Sql {
     pub list: Arc<str>,
     pub by_status: Arc<str>,
     pub oldest_pending: Arc<str>,
+    pub open_orders: Arc<str>,
     pub ping: Arc<str>,
     pub migrations_table: Arc<str>,
     pub migration_done: Arc<str>,
@@ -179,6 +180,9 @@ impl Sql {
             )),
             by_status: s("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status"),
             oldest_pending: s("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'"),
+            open_orders: s(
+                "SELECT COUNT(*) AS n, MIN(created_at) AS t FROM orders WHERE state IN ('checkout', 'code_issued')",
+            ),
             ping: s("SELECT 1"),
             migrations_table: s(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",

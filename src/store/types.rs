@@ -293,4 +293,7 @@ pub struct ListFilter {
 pub struct Stats {
     pub by_status: Vec<(Status, u64)>,
     pub oldest_pending_ms: Option<i64>,
+    /// Orders in the ledger with no payment result yet (SPEC §9).
+    pub open_orders: u64,
+    pub oldest_open_order_ms: Option<i64>,
 }

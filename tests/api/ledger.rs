@@ -211,7 +211,7 @@ async fn two_instances_on_one_database_query_each_order_once() {
                 api.url()
             ),
         )
-        .replace("[[tenants]]", "[reconcile]\nper_merchant_per_second = 100\n\n[[tenants]]");
+        .replacen("[[tenants]]", "[reconcile]\nper_merchant_per_second = 100\n\n[[tenants]]", 1);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     let (one, two) = (spawn_app_on(&config, &db).await, spawn_app_on(&config, &db).await);
@@ -241,4 +241,42 @@ async fn two_instances_on_one_database_query_each_order_once() {
     let before = asked.len();
     asked.dedup();
     assert_eq!((before, asked.len()), (20, 20), "each order queried exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payrelay_reconcile_lists_what_is_due_and_asks_only_without_dry_run() {
+    need_backend!();
+    let api = ProviderApi::start().await;
+    let (tenant, provider) = (MockServer::start().await, MockServer::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("payrelay.db");
+    let config = shop_config(&tenant.url(), &provider.url(), "")
+        .replace(
+            &format!("payment_origins = [\"{}\"]", provider.url()),
+            &format!("payment_origins = [\"{}\"]\napi_base = \"{}\"", provider.url(), api.url()),
+        )
+        .replacen("[[tenants]]", "[reconcile]\nafter = \"0s\"\n\n[[tenants]]", 1);
+    let app = spawn_app_on(&config, &db).await;
+    let f = Fixture { app, tenant, provider };
+    f.tenant_answers("Credit", "");
+    assert_eq!(f.app.post_form("/funpoint/checkout", CHECKOUT).await.status(), 200);
+    api.funpoint_trade(ORDER, "10200095", "100", "");
+    let cfg = dir.path().join("routes.toml");
+    std::fs::write(&cfg, format!("[storage]\nurl = \"{}\"\n{config}", store_url_for(&db))).unwrap();
+    let run = move |dry: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_payrelay"));
+        cmd.args(["reconcile", "--config", cfg.to_str().unwrap()]);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (dry, wet) = tokio::task::spawn_blocking(move || (run(true), run(false))).await.unwrap();
+    assert!(dry.contains("1 order(s) due") && dry.contains(ORDER), "{dry}");
+    assert!(wet.contains("10200095"), "{wet}");
+    assert_eq!(api.queries().len(), 1, "only the run without --dry-run asked Funpoint");
+    let order = f.app.state.store().order("shop", ORDER).await.unwrap().unwrap().0;
+    assert_eq!(order.state, OrderState::Failed);
 }
