@@ -107,7 +107,7 @@ pub struct CheckmacArgs {
     pub fields: Vec<String>,
 }
 
-fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
+pub(crate) fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
     config::load(path).map_err(|e| {
         for problem in e.problems() {
             eprintln!("{}: {problem}", path.display());
@@ -116,7 +116,7 @@ fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn split_fields(fields: &[String]) -> Result<Vec<(String, String)>, ExitCode> {
+pub(crate) fn split_fields(fields: &[String]) -> Result<Vec<(String, String)>, ExitCode> {
     fields
         .iter()
         .map(|f| {
@@ -308,51 +308,9 @@ fn describe_providers(out: &mut String, t: &config::Tenant) {
     }
 }
 
-/// `payrelay verify`: exit 0 when the provider confirms the callback.
+/// `payrelay verify` (in `verify/cli.rs`).
 pub fn verify(args: &VerifyArgs) -> ExitCode {
-    let config = match load_or_report(&args.config.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let (Some(provider), Some(tenant)) = (Provider::parse(&args.provider), config.table.tenant(&args.tenant)) else {
-        eprintln!("unknown provider {:?} or tenant {:?}", args.provider, args.tenant);
-        return ExitCode::FAILURE;
-    };
-    let fields = match split_fields(&args.fields) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let (body, content_type) = match provider {
-        Provider::Funpoint => (crate::form::encode(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))), None),
-        _ => {
-            let object: serde_json::Map<String, serde_json::Value> =
-                fields.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
-            (serde_json::Value::Object(object).to_string(), Some("application/json"))
-        }
-    };
-    let policy = crate::verify::policy(tenant, provider);
-    if !policy.queries() {
-        println!("note: tenant {} does not query {} (verify = \"none\"); asking anyway", tenant.id, provider);
-    }
-    let asked = async {
-        let client = crate::startup::http_client_via(config.server.outbound_proxy.as_ref())?;
-        anyhow::Ok(crate::verify::query(&client, &config, tenant, provider, body.as_bytes(), content_type).await)
-    };
-    let verdict = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(asked))
-    {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("payrelay: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let then = crate::verify::next(policy, &verdict, 0, &config.delivery.retry, crate::store::now_ms());
-    println!("outcome: {}\ndetail:  {}\ndecision: {then:?}", verdict.verified.as_str(), verdict.detail);
-    if verdict.verified == crate::store::Verified::Confirmed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    crate::verify::command(args)
 }
 
 pub fn route(args: &RouteArgs) -> ExitCode {

@@ -88,17 +88,7 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
         request = request.header("x-payrelay-simulated", "1");
     }
     if let Some(secret) = &tenant.forward_secret {
-        // What the query found is part of the signed id, so that a shop
-        // can trust X-Payrelay-Verified (SPEC §8): `<id>.<verified>`.
-        let id = match verified {
-            "none" => callback.id.to_string(),
-            v => format!("{}.{v}", callback.id),
-        };
-        let timestamp = now_ms() / 1000;
-        request = request
-            .header("webhook-signature", sign(secret, &id, timestamp, &callback.body))
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string());
+        request = signed(request, secret, callback, verified);
     }
     let mut response = request.body(callback.body.clone()).send().await.map_err(|e| describe(&e, config))?;
     let status = response.status();
@@ -119,6 +109,26 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
         }
     }
     Ok(Answer { status, body, retry_after })
+}
+
+/// The Standard Webhooks headers. What the query found is part of the
+/// signed id, so that a shop can trust X-Payrelay-Verified (SPEC §8):
+/// `<id>.<verified>`.
+fn signed(
+    request: reqwest::RequestBuilder,
+    secret: &crate::domain::ForwardSecret,
+    callback: &Claimed,
+    verified: &str,
+) -> reqwest::RequestBuilder {
+    let id = match verified {
+        "none" => callback.id.to_string(),
+        v => format!("{}.{v}", callback.id),
+    };
+    let timestamp = now_ms() / 1000;
+    request
+        .header("webhook-signature", sign(secret, &id, timestamp, &callback.body))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
 }
 
 /// What the callback means to the shop (SPEC §9), read from its body.

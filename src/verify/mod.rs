@@ -5,6 +5,7 @@
 //! query budget per provider account, and what follows a verdict.
 
 mod budget;
+mod cli;
 mod funpoint;
 mod oen;
 mod sinopac;
@@ -13,6 +14,7 @@ mod tappay;
 use std::time::Duration;
 
 pub use budget::Budget;
+pub use cli::command;
 pub use funpoint::trade_info as funpoint_trade_info;
 
 use crate::config::{Config, ProviderApi, QueryPolicy, Tenant};
