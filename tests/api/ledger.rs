@@ -190,6 +190,20 @@ async fn one_search_answers_did_order_x_get_paid_and_did_the_shop_get_it() {
     let kinds: Vec<&str> = order["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["checkout", "callback", "delivery"], "{order}");
     assert_eq!(order["timeline"][2]["detail"], "HTTP 200");
+    // The console answers the same question in one search.
+    let html = |path: String| {
+        let req = shop.f.app.client.get(shop.f.app.url(&path)).bearer_auth(ADMIN);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let found = html("/admin/orders?q=T20241122".to_owned()).await;
+    assert!(found.contains(&format!("/admin/orders/shop/{ORDER}")) && found.contains(">paid<"), "{found}");
+    let page = html(format!("/admin/orders/shop/{ORDER}")).await;
+    assert!(
+        page.contains("kind-checkout") && page.contains("kind-callback") && page.contains("kind-delivery"),
+        "{page}"
+    );
+    let callbacks = html(format!("/admin?q={ORDER}")).await;
+    assert_eq!(callbacks.matches("class=\"open\"").count(), 1, "{callbacks}");
     let nothing = OrderFilter { q: Some("NOPE".into()), limit: 10, ..Default::default() };
     assert!(shop.f.app.state.store().orders(&nothing).await.unwrap().is_empty());
 }

@@ -40,6 +40,7 @@ struct ListPage {
     status: String,
     provider: String,
     tenant: String,
+    q: String,
     /// The bulk replay form's action, the tenant percent-encoded into it.
     tenant_action: String,
     next: Option<String>,
@@ -114,6 +115,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>, Que
         status: given(&q.status),
         provider: given(&q.provider),
         tenant: given(&q.tenant),
+        q: given(&q.q),
         tenant_action: format!("/admin/tenants/{}/replay-dead", encode_path(&given(&q.tenant))),
         next: None,
         notice: notice_text(&notice),
@@ -145,9 +147,15 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>, Que
     let now = now_ms();
     page.next = next_cursor(&items, filter.limit).map(|cursor| {
         let query = crate::form::encode(
-            [("status", &page.status), ("provider", &page.provider), ("tenant", &page.tenant), ("cursor", &cursor)]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty()),
+            [
+                ("status", &page.status),
+                ("provider", &page.provider),
+                ("tenant", &page.tenant),
+                ("q", &page.q),
+                ("cursor", &cursor),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty()),
         );
         format!("/admin?{query}")
     });
@@ -246,7 +254,7 @@ fn replay_error(e: &ReplayError) -> Response {
     (status, format!("{e}\n")).into_response()
 }
 
-fn encode_path(s: &str) -> String {
+pub(super) fn encode_path(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 

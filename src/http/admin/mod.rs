@@ -8,6 +8,7 @@
 mod api;
 mod console;
 mod orders;
+mod orders_page;
 mod replay;
 
 use axum::Router;
@@ -34,6 +35,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/callbacks/{id}", get(console::detail))
         .route("/admin/callbacks/{id}/replay", post(console::replay))
         .route("/admin/tenants/{tenant}/replay-dead", post(console::replay_dead))
+        .route("/admin/orders", get(orders_page::list))
+        .route("/admin/orders/{tenant}/{merchant_trade_no}", get(orders_page::detail))
         .route("/admin/api/orders", get(orders::list))
         .route("/admin/api/orders/{tenant}/{merchant_trade_no}", get(orders::detail))
         .route("/admin/api/callbacks", get(api::list))
