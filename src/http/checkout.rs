@@ -106,6 +106,12 @@ async fn record_order(state: &AppState, tenant: &crate::domain::TenantId, paymen
         amount: field("TotalAmount").and_then(|a| a.trim().parse().ok()),
         payment_type: field("ChoosePayment"),
         first_query_at: state.store().clock().now_ms() + crate::store::ms(state.config().reconcile.after),
+        recurring: crate::reconcile::recurring(
+            field("PeriodType").as_deref(),
+            field("Frequency").as_deref(),
+            field("ExecTimes").as_deref(),
+            state.config().reconcile.after,
+        ),
     };
     if let Err(e) = state.store().checkout(order).await {
         tracing::error!(tenant = %tenant, error = %e, "cannot record the checkout in the order ledger; it will not be reconciled");

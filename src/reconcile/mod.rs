@@ -6,6 +6,7 @@
 //! shop would have received.
 
 mod cli;
+mod periods;
 mod run;
 
 pub use cli::command;
@@ -25,17 +26,39 @@ pub fn order_move(provider: &dyn Provider, parsed: &Parsed) -> Option<OrderMove>
     let merchant_trade_no = parsed.field("MerchantTradeNo")?.into_owned();
     let event = provider.event(parsed);
     let state = match event {
-        "paid" => OrderState::Paid,
+        // A period paid proves the order paid too (its first notification may be the one lost).
+        "paid" | "period_paid" => OrderState::Paid,
         "code_issued" => OrderState::CodeIssued,
         "failed" => OrderState::Failed,
-        // A period of a recurring order says nothing new of the order itself.
         _ => return None,
     };
+    let period = (event == "period_paid").then(|| parsed.field("TotalSuccessTimes")?.trim().parse().ok()).flatten();
     let next_query_at = match state {
         OrderState::CodeIssued => parsed.field("ExpireDate").and_then(|d| expiry_ms(&d)),
         _ => None,
     };
-    Some(OrderMove { merchant_trade_no, state, next_query_at, reconciled: false, event })
+    Some(OrderMove { merchant_trade_no, state, next_query_at, reconciled: false, event, period })
+}
+
+/// A recurring checkout's (period + `after`, in ms; periods in all), from
+/// its PeriodType (D, M, Y), Frequency and ExecTimes; `None` for a one-off
+/// order. Months count as 30 days and years as 365: the reconciler only
+/// needs to look some time after each period is due.
+pub fn recurring(
+    kind: Option<&str>,
+    frequency: Option<&str>,
+    times: Option<&str>,
+    after: std::time::Duration,
+) -> Option<(i64, i64)> {
+    let days = match kind?.trim() {
+        "D" => 1,
+        "M" => 30,
+        "Y" => 365,
+        _ => return None,
+    };
+    let frequency: i64 = frequency?.trim().parse().ok().filter(|f| *f > 0)?;
+    let times: i64 = times?.trim().parse().ok().filter(|t| *t > 1)?;
+    Some((days * frequency * 86_400_000 + crate::store::ms(after), times))
 }
 
 /// Did the reconciler already make and queue this result (a payment) for
@@ -44,8 +67,14 @@ pub fn order_move(provider: &dyn Provider, parsed: &Parsed) -> Option<OrderMove>
 /// the notification through: a duplicate is better than a loss.
 pub async fn already_made(store: &crate::store::Store, tenant: &crate::config::Tenant, m: Option<&OrderMove>) -> bool {
     let Some(m) = m.filter(|m| m.state == OrderState::Paid) else { return false };
+    let made = match m.period {
+        Some(k) => format!("{} #{k} (made by the reconciler)", m.event),
+        None => format!("{} (made by the reconciler)", m.event),
+    };
     match store.order(tenant.id.as_str(), &m.merchant_trade_no).await {
-        Ok(Some((order, _))) => order.state == OrderState::Paid && order.reconciled_at_ms.is_some(),
+        Ok(Some((_, events))) => {
+            events.iter().any(|e| e.kind == "callback" && e.detail.as_deref() == Some(made.as_str()))
+        }
         _ => false,
     }
 }

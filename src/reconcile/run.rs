@@ -61,7 +61,13 @@ pub async fn reconcile_at(worker: &Worker, now: i64) -> Result<Vec<Reconciled>, 
     Ok(done)
 }
 
-fn outcome(order: &Order, state: Option<OrderState>, next: Option<i64>, counts: bool, detail: String) -> OrderQueried {
+pub(super) fn outcome(
+    order: &Order,
+    state: Option<OrderState>,
+    next: Option<i64>,
+    counts: bool,
+    detail: String,
+) -> OrderQueried {
     OrderQueried {
         tenant: order.tenant.clone(),
         merchant_trade_no: order.merchant_trade_no.clone(),
@@ -91,6 +97,21 @@ async fn one(worker: &Worker, config: &Config, order: &Order, now: i64) -> (Orde
         return (outcome(order, None, Some(now + crate::store::ms(wait) + 1), false, detail), false);
     }
     let api = config.apis.of(crate::routing::Provider::Funpoint);
+    if order.state == OrderState::Paid && order.period_ms.is_some() {
+        let info = crate::verify::funpoint_period_info(
+            worker.client(),
+            api,
+            keys,
+            section.encrypt_type,
+            merchant,
+            &order.merchant_trade_no,
+        )
+        .await;
+        return match info {
+            Ok(info) => super::periods::judge(worker, config, tenant, order, &info, now).await,
+            Err(verdict) => (unanswered(worker, config, order, &account, verdict, now), false),
+        };
+    }
     let answer = crate::verify::funpoint_trade_info(
         worker.client(),
         api,
@@ -147,7 +168,9 @@ async fn judge(
                 crate::metrics::reconciled_found(tenant.id.as_str());
                 let detail =
                     "TradeStatus 1: paid at Funpoint with no notification delivered; notification made".to_owned();
-                (outcome(order, Some(OrderState::Paid), None, true, detail), true)
+                // A recurring order is looked at again after its next period.
+                let next = order.period_ms.map(|p| now + p);
+                (outcome(order, Some(OrderState::Paid), next, true, detail), true)
             }
             Err(e) => {
                 crate::metrics::reconcile_error("store");
@@ -186,7 +209,6 @@ async fn make_notification(
     order: &Order,
     found: &FormFields,
 ) -> Result<(), StoreError> {
-    let section = tenant.funpoint.as_ref();
     let get = |k: &str| found.get(k).unwrap_or_default().to_owned();
     let mut fields: Vec<(&str, String)> = vec![
         ("MerchantID", get("MerchantID")),
@@ -205,9 +227,33 @@ async fn make_notification(
     for k in ["CustomField1", "CustomField2", "CustomField3", "CustomField4"] {
         fields.push((k, get(k)));
     }
-    if let Some(keys) = section.and_then(|s| s.keys.as_ref()) {
-        let alg = section.map_or(crate::domain::HashAlgorithm::Sha256, |s| s.encrypt_type);
-        let mac = crate::domain::CheckMac::compute(fields.iter().map(|(k, v)| (*k, v.as_str())), keys, alg);
+    let paid = OrderMove {
+        merchant_trade_no: order.merchant_trade_no.clone(),
+        state: OrderState::Paid,
+        next_query_at: None,
+        reconciled: true,
+        event: "paid",
+        period: None,
+    };
+    store_made(worker, config, tenant, order, fields, paid).await
+}
+
+/// Signs `fields` with the tenant's keys, stores them as a callback made
+/// by the reconciler (`X-Payrelay-Source: reconcile`) for the worker to
+/// deliver, and moves the order in the same transaction.
+pub(super) async fn store_made(
+    worker: &Worker,
+    config: &Config,
+    tenant: &Tenant,
+    order: &Order,
+    mut fields: Vec<(&str, String)>,
+    moved: OrderMove,
+) -> Result<(), StoreError> {
+    if let Some(section) = tenant.funpoint.as_ref()
+        && let Some(keys) = section.keys.as_ref()
+    {
+        let mac =
+            crate::domain::CheckMac::compute(fields.iter().map(|(k, v)| (*k, v.as_str())), keys, section.encrypt_type);
         fields.push(("CheckMacValue", mac.as_str().to_owned()));
     }
     let body = crate::form::encode(fields.iter().map(|(k, v)| (*k, v.as_str())));
@@ -228,13 +274,7 @@ async fn make_notification(
         lease: None,
         order_key: Some(order.merchant_trade_no.clone()),
         source: Some("reconcile"),
-        order: Some(OrderMove {
-            merchant_trade_no: order.merchant_trade_no.clone(),
-            state: OrderState::Paid,
-            next_query_at: None,
-            reconciled: true,
-            event: "paid",
-        }),
+        order: Some(moved),
     };
     worker.store().accept(callback).await.map(drop)
 }

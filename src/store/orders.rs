@@ -62,6 +62,9 @@ pub struct NewOrder {
     pub payment_type: Option<String>,
     /// When the reconciler first asks, if no payment result came by then.
     pub first_query_at: i64,
+    /// A recurring order: (how long after a payment the next period is
+    /// looked for, how many periods in all).
+    pub recurring: Option<(i64, i64)>,
 }
 
 /// What a stored callback does to its order.
@@ -75,6 +78,8 @@ pub struct OrderMove {
     pub reconciled: bool,
     /// The event it represents (`paid`, `code_issued`, …), for the timeline.
     pub event: &'static str,
+    /// A period notification: its `TotalSuccessTimes`.
+    pub period: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +96,9 @@ pub struct Order {
     pub query_tries: u32,
     pub last_query: Option<String>,
     pub reconciled_at_ms: Option<i64>,
+    /// A recurring order: how long after a payment the next period is looked for.
+    pub period_ms: Option<i64>,
+    pub exec_times: Option<i64>,
 }
 
 /// One line of an order's timeline.
@@ -131,7 +139,7 @@ pub struct OrderFilter {
 }
 
 const ORDER_COLS: &str = "tenant, merchant_trade_no, merchant_id, amount, payment_type, state, created_at, updated_at,
-    next_query_at, query_tries, last_query, reconciled_at";
+    next_query_at, query_tries, last_query, reconciled_at, period_ms, exec_times";
 
 /// The ledger's statements, spelled for one backend.
 pub(super) struct OrderSql {
@@ -152,17 +160,19 @@ impl OrderSql {
         Self {
             checkout: spell(
                 "INSERT INTO orders (tenant, merchant_trade_no, merchant_id, amount, payment_type, state, created_at,
-                     updated_at, next_query_at)
-                 VALUES ($1, $2, $3, $4, $5, 'checkout', $6, $6, $7)
+                     updated_at, next_query_at, period_ms, exec_times)
+                 VALUES ($1, $2, $3, $4, $5, 'checkout', $6, $6, $7, $8, $9)
                  ON CONFLICT (tenant, merchant_trade_no) DO UPDATE SET merchant_id = excluded.merchant_id,
                      amount = excluded.amount, payment_type = excluded.payment_type, updated_at = excluded.updated_at,
-                     next_query_at = excluded.next_query_at
+                     next_query_at = excluded.next_query_at, period_ms = excluded.period_ms,
+                     exec_times = excluded.exec_times
                  WHERE orders.state = 'checkout'",
             ),
             moved: spell(&format!(
                 "UPDATE orders SET
                      state = CASE WHEN {new_rank} > {old_rank} THEN $3 ELSE state END,
-                     next_query_at = CASE WHEN {new_rank} >= 3 OR {old_rank} >= 3 THEN NULL
+                     next_query_at = CASE WHEN $3 = 'paid' AND period_ms IS NOT NULL THEN $4 + period_ms
+                                          WHEN {new_rank} >= 3 OR {old_rank} >= 3 THEN NULL
                                           WHEN $3 = 'code_issued' AND {old_rank} < 1 THEN $5 ELSE next_query_at END,
                      reconciled_at = CASE WHEN $6 THEN $4 ELSE reconciled_at END,
                      updated_at = $4
@@ -221,6 +231,8 @@ fn order(r: &impl Cols) -> Result<Order> {
         query_tries: u32::try_from(r.int("query_tries")?).unwrap_or(u32::MAX),
         last_query: r.opt_text("last_query")?,
         reconciled_at_ms: r.opt_int("reconciled_at")?,
+        period_ms: r.opt_int("period_ms")?,
+        exec_times: r.opt_int("exec_times")?,
     })
 }
 
@@ -247,6 +259,8 @@ pub(super) async fn checkout<C: Conn>(c: &mut C, sql: &OrderSql, o: &NewOrder, n
         Arg::from(o.payment_type.as_deref()),
         Arg::from(now),
         Arg::from(o.first_query_at),
+        Arg::from(o.recurring.map(|(p, _)| p)),
+        Arg::from(o.recurring.map(|(_, n)| n)),
     ];
     let n = c.execute(&sql.checkout, args).await?;
     let detail = format!("{} {}", o.payment_type.as_deref().unwrap_or("-"), o.amount.unwrap_or_default());
@@ -274,7 +288,11 @@ pub(super) async fn moved<C: Conn>(
     if c.execute(&sql.moved, args).await? == 0 {
         return Ok(()); // not a relayed checkout: no order to move
     }
-    let detail = if m.reconciled { format!("{} (made by the reconciler)", m.event) } else { m.event.to_owned() };
+    let what = match m.period {
+        Some(k) => format!("{} #{k}", m.event),
+        None => m.event.to_owned(),
+    };
+    let detail = if m.reconciled { format!("{what} (made by the reconciler)") } else { what };
     event(c, sql, (tenant, &m.merchant_trade_no), now, "callback", Some(id.as_str()), &detail).await
 }
 

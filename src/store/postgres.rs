@@ -32,6 +32,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (1, include_str!("migrations/postgres/0001_init.sql")),
         (4, include_str!("migrations/shared/0004_verification.sql")),
         (5, include_str!("migrations/shared/0005_orders.sql")),
+        (6, include_str!("migrations/shared/0006_recurring.sql")),
     ],
     single_instance: false,
 };

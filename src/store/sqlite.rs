@@ -27,6 +27,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (3, include_str!("migrations/sqlite/0003_no_trigger.sql")),
         (4, include_str!("migrations/shared/0004_verification.sql")),
         (5, include_str!("migrations/shared/0005_orders.sql")),
+        (6, include_str!("migrations/shared/0006_recurring.sql")),
     ],
     single_instance: true,
 };

@@ -91,6 +91,31 @@ pub async fn trade_info(
     Ok(found)
 }
 
+/// QueryCreditCardPeriodInfo for a recurring `order` (FP137 pp.34–37): its
+/// JSON answer (which carries no MAC), or the verdict that says why not.
+pub async fn period_info(
+    client: &reqwest::Client,
+    api: &ProviderApi,
+    keys: &HashKeys,
+    alg: HashAlgorithm,
+    merchant: &str,
+    order: &str,
+) -> Result<serde_json::Value, Verdict> {
+    let request = request_form(merchant, order, crate::store::now_ms() / 1000, keys, alg);
+    let url = format!("{}/Cashier/QueryCreditCardPeriodInfo", api.base);
+    let answer = send(client.post(url).form(&request), api).await?;
+    if answer.status == http::StatusCode::FORBIDDEN {
+        let mut v = Verdict::unavailable("HTTP 403: querying too fast; this merchant pauses 30 minutes");
+        v.retry_after = Some(std::time::Duration::from_secs(30 * 60));
+        return Err(v.saying(&answer.body));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&answer.body) {
+        Ok(v) if answer.status.is_success() && v.get("ExecLog").is_some_and(serde_json::Value::is_array) => Ok(v),
+        _ => Err(Verdict::unavailable(format!("HTTP {}: no ExecLog in the answer", answer.status.as_u16()))
+            .saying(&answer.body)),
+    }
+}
+
 /// The QueryTradeInfo request for `order` at unix time `now`.
 pub(crate) fn request_form(
     merchant: &str,

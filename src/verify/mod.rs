@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use budget::Budget;
 pub use cli::command;
-pub use funpoint::trade_info as funpoint_trade_info;
+pub use funpoint::{period_info as funpoint_period_info, trade_info as funpoint_trade_info};
 
 use crate::config::{Config, ProviderApi, QueryPolicy, Tenant};
 use crate::providers::{self, Parsed};

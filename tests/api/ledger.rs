@@ -294,3 +294,67 @@ async fn payrelay_reconcile_lists_what_is_due_and_asks_only_without_dry_run() {
     let order = f.app.state.store().order("shop", ORDER).await.unwrap().unwrap().0;
     assert_eq!(order.state, OrderState::Failed);
 }
+
+#[tokio::test]
+async fn a_lost_period_of_a_recurring_order_is_found_and_delivered_once() {
+    need_backend!();
+    let shop = Shop::start().await;
+    // A daily card subscription of three periods.
+    shop.f.tenant_answers("Credit", r#","PeriodAmount":300,"PeriodType":"D","Frequency":1,"ExecTimes":3"#);
+    assert_eq!(shop.f.app.post_form("/funpoint/checkout", CHECKOUT).await.status(), 200);
+    shop.f.tenant.reply(Reply::text(200, "1|OK"));
+    let paid = notification_with(ORDER, "T9", "交易成功", &[("TradeAmt", "100")]);
+    shop.f.app.post_form("/funpoint/notify", &paid).await;
+    // Period 2 comes; period 3's notification is lost.
+    let period = |k: &str, gwsr: &str| {
+        sign_fields(&[
+            ("MerchantID", STAGE_MERCHANT),
+            ("MerchantTradeNo", ORDER),
+            ("StoreID", ""),
+            ("RtnCode", "1"),
+            ("RtnMsg", "交易成功"),
+            ("PeriodType", "D"),
+            ("Frequency", "1"),
+            ("ExecTimes", "3"),
+            ("Amount", "300"),
+            ("Gwsr", gwsr),
+            ("ProcessDate", "2026/12/02 10:00:00"),
+            ("AuthCode", "770002"),
+            ("FirstAuthAmount", "300"),
+            ("TotalSuccessTimes", k),
+            ("SimulatePaid", "0"),
+        ])
+    };
+    assert_eq!(shop.f.app.post_form("/funpoint/notify", &period("2", "11002")).await.text().await.unwrap(), "1|OK");
+    eventually("the payment and period 2", WAIT, || shop.notifications().len() == 2).await;
+    assert!(shop.notifications().iter().any(|r| r.header("x-payrelay-event") == Some("period_paid")));
+    let order = shop.order().await;
+    assert_eq!(order.state, OrderState::Paid);
+    assert!(order.next_query_at_ms.is_some(), "a recurring order is looked at again after its period");
+
+    shop.api.funpoint_periods(ORDER, 3, 3);
+    let done = shop.reconcile_in(Duration::from_secs(2 * 86_400)).await;
+    assert!(done[0].found_paid && done[0].detail.contains("periods 3"), "{done:?}");
+    eventually("period 3 made", WAIT, || shop.notifications().len() == 3).await;
+    let made = shop.notifications().into_iter().find(|r| r.header("x-payrelay-source") == Some("reconcile")).unwrap();
+    assert_eq!(made.header("x-payrelay-event"), Some("period_paid"));
+    let fields = made.form();
+    let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(
+        (field("TotalSuccessTimes"), field("Gwsr"), field("Amount")),
+        ("3".into(), "11003".into(), "300".into())
+    );
+    use payrelay::domain::{CheckMac, HashAlgorithm, HashKeys, Secret};
+    let keys = HashKeys { key: Secret::new(STAGE_KEY), iv: Secret::new(STAGE_IV) };
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(
+        CheckMac::verify(pairs, &keys, HashAlgorithm::Sha256, &field("CheckMacValue")),
+        "the shop's check accepts it"
+    );
+    assert!(shop.order().await.next_query_at_ms.is_none(), "all periods paid: nothing more to look for");
+
+    // Funpoint's own period-3 notification, late: 1|OK, not delivered again.
+    assert_eq!(shop.f.app.post_form("/funpoint/notify", &period("3", "11003")).await.text().await.unwrap(), "1|OK");
+    assert!(shop.reconcile_in(Duration::from_secs(5 * 86_400)).await.is_empty());
+    assert_eq!(shop.notifications().len(), 3);
+}

@@ -42,6 +42,8 @@ pub struct Outage {
 struct Ledger {
     /// MerchantTradeNo → (TradeStatus, TradeAmt, TradeNo).
     funpoint: HashMap<String, (String, String, String)>,
+    /// MerchantTradeNo → QueryCreditCardPeriodInfo's JSON answer.
+    funpoint_periods: HashMap<String, Value>,
     /// Funpoint answers with a MAC made with the wrong key.
     funpoint_bad_mac: bool,
     oen: HashMap<String, Value>,
@@ -66,6 +68,7 @@ impl ProviderApi {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let app = Router::new()
             .route("/Cashier/QueryTradeInfo/V5", post(funpoint))
+            .route("/Cashier/QueryCreditCardPeriodInfo", post(funpoint_periods))
             .route("/transactions/{id}", get(oen))
             .route("/tpc/transaction/query", post(tappay))
             .route("/sinopac/Nonce", post(sinopac_nonce))
@@ -98,6 +101,18 @@ impl ProviderApi {
 
     pub fn funpoint_trade(&self, order: &str, status: &str, amount: &str, trade_no: &str) {
         self.with(|l| l.funpoint.insert(order.into(), (status.into(), amount.into(), trade_no.into())));
+    }
+
+    /// A recurring order of `times` periods, of which `paid` have been charged.
+    pub fn funpoint_periods(&self, order: &str, times: u32, paid: u32) {
+        let log: Vec<Value> = (1..=paid)
+            .map(|k| json!({"RtnCode": 1, "amount": 300, "gwsr": 11_000 + k, "process_date": format!("2026/12/0{k} 10:00:00"),
+                "auth_code": format!("77{k:04}"), "TradeNo": format!("PT{k}")}))
+            .collect();
+        let info = json!({"RtnCode": 1, "PeriodType": "D", "Frequency": 1, "ExecTimes": times, "PeriodAmount": 300,
+            "TotalSuccessTimes": paid, "TotalSuccessAmount": 300 * paid, "ExecStatus": if paid < times { "1" } else { "2" },
+            "ExecLog": log});
+        self.with(|l| l.funpoint_periods.insert(order.into(), info));
     }
 
     pub fn funpoint_bad_mac(&self) {
@@ -191,6 +206,24 @@ async fn funpoint(State(ledger): Shared, body: Bytes) -> Response {
     answer.push(("CheckMacValue", mac.as_str().to_owned()));
     let text = form_urlencoded::Serializer::new(String::new()).extend_pairs(answer).finish();
     (StatusCode::OK, [("content-type", "text/html")], text).into_response()
+}
+
+async fn funpoint_periods(State(ledger): Shared, body: Bytes) -> Response {
+    if let Some(r) = intake(&ledger, "/Cashier/QueryCreditCardPeriodInfo", &body).await {
+        return r;
+    }
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mac = form.get("CheckMacValue").map(String::as_str).unwrap_or_default();
+    let alg = payrelay::domain::HashAlgorithm::Sha256;
+    if !payrelay::domain::CheckMac::verify(fields, &stage_keys(), alg, mac) {
+        return (StatusCode::OK, "CheckMacValue Error").into_response();
+    }
+    let order = form.get("MerchantTradeNo").cloned().unwrap_or_default();
+    match ledger.lock().unwrap().funpoint_periods.get(&order) {
+        Some(info) => axum::Json(info.clone()).into_response(),
+        None => axum::Json(json!({"RtnCode": 0, "ExecLog": []})).into_response(),
+    }
 }
 
 async fn oen(State(ledger): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
