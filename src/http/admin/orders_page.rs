@@ -23,6 +23,8 @@ struct OrderRow {
     amount: String,
     payment_type: String,
     state: &'static str,
+    /// "yes" when the reconciler made its payment's notification.
+    reconciled: &'static str,
     age: String,
     created_at: String,
     last_query: String,
@@ -91,6 +93,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<OrdersQuery>) -
                     amount: o.amount.map_or_else(|| "—".to_owned(), |a| a.to_string()),
                     payment_type: o.payment_type.unwrap_or_default(),
                     state: o.state.as_str(),
+                    reconciled: if o.reconciled_at_ms.is_some() { "yes" } else { "" },
                     age: age(now - o.created_at_ms),
                     created_at: rfc3339(o.created_at_ms),
                     last_query: o.last_query.unwrap_or_default(),
