@@ -275,6 +275,8 @@ async fn payrelay_reconcile_lists_what_is_due_and_asks_only_without_dry_run() {
     f.tenant_answers("Credit", "");
     assert_eq!(f.app.post_form("/funpoint/checkout", CHECKOUT).await.status(), 200);
     api.funpoint_trade(ORDER, "10200095", "100", "");
+    // The gateway stops: its own reconciler (after = 0s) would race the command's.
+    f.app.stop().await;
     let cfg = dir.path().join("routes.toml");
     std::fs::write(&cfg, format!("[storage]\nurl = \"{}\"\n{config}", store_url_for(&db))).unwrap();
     let run = move |dry: bool| {
@@ -291,7 +293,8 @@ async fn payrelay_reconcile_lists_what_is_due_and_asks_only_without_dry_run() {
     assert!(dry.contains("1 order(s) due") && dry.contains(ORDER), "{dry}");
     assert!(wet.contains("10200095"), "{wet}");
     assert_eq!(api.queries().len(), 1, "only the run without --dry-run asked Funpoint");
-    let order = f.app.state.store().order("shop", ORDER).await.unwrap().unwrap().0;
+    let again = spawn_app_on(&config, &db).await;
+    let order = again.state.store().order("shop", ORDER).await.unwrap().unwrap().0;
     assert_eq!(order.state, OrderState::Failed);
 }
 
