@@ -31,6 +31,8 @@ struct Inner {
     owner: String,
     /// The query budget per provider account (verification by query).
     budget: crate::verify::Budget,
+    /// Orders the reconciler made a payment for (see `reconcile::Made`).
+    made: crate::reconcile::Made,
     /// Set by the purger when young unroutable rows alone fill their caps.
     unroutable_full: AtomicBool,
 }
@@ -39,10 +41,9 @@ impl Worker {
     pub fn new(config: Arc<ArcSwap<Config>>, client: reqwest::Client, store: Store) -> Self {
         // Names this process's leases in the store.
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-        let budget = crate::verify::Budget::default();
-        Self {
-            inner: Arc::new(Inner { config, client, store, owner, budget, unroutable_full: AtomicBool::new(false) }),
-        }
+        let (budget, made) = (crate::verify::Budget::default(), crate::reconcile::Made::default());
+        let unroutable_full = AtomicBool::new(false);
+        Self { inner: Arc::new(Inner { config, client, store, owner, budget, made, unroutable_full }) }
     }
 
     /// The table in force now; hold it for one attempt.
@@ -60,6 +61,10 @@ impl Worker {
 
     pub fn budget(&self) -> &crate::verify::Budget {
         &self.inner.budget
+    }
+
+    pub fn made(&self) -> &crate::reconcile::Made {
+        &self.inner.made
     }
 
     /// The lease owner this process claims under.

@@ -61,12 +61,57 @@ pub fn recurring(
     Some((days * frequency * 86_400_000 + crate::store::ms(after), times))
 }
 
+/// The orders the reconciler made a payment for, kept in memory so that a
+/// payment notification — the hot path — reads the ledger only for those.
+/// This instance adds what it makes at once; each reconciliation round adds
+/// what other instances made since the last one (so on PostgreSQL a real
+/// notification within about a second of another instance's
+/// reconciliation can be delivered a second time).
+#[derive(Default)]
+pub struct Made {
+    orders: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    since: std::sync::atomic::AtomicI64,
+}
+
+impl Made {
+    pub fn add(&self, tenant: &str, order: &str) {
+        if let Ok(mut o) = self.orders.lock() {
+            o.insert((tenant.to_owned(), order.to_owned()));
+        }
+    }
+
+    fn contains(&self, tenant: &str, order: &str) -> bool {
+        self.orders.lock().is_ok_and(|o| o.contains(&(tenant.to_owned(), order.to_owned())))
+    }
+
+    /// Adds the orders reconciled since the last refresh (a round's first step).
+    pub async fn refresh(&self, store: &crate::store::Store, now: i64) {
+        use std::sync::atomic::Ordering;
+        let since = self.since.load(Ordering::Relaxed);
+        if let Ok(found) = store.reconciled_since(since).await {
+            for (tenant, order) in found {
+                self.add(&tenant, &order);
+            }
+            // A little overlap: a row committed just before `now` is not missed.
+            self.since.store(now - 5_000, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Did the reconciler already make and queue this result (a payment) for
 /// this order? Then the provider's own late notification is acknowledged
 /// and not delivered again (SPEC §9). A ledger that cannot be read lets
 /// the notification through: a duplicate is better than a loss.
-pub async fn already_made(store: &crate::store::Store, tenant: &crate::config::Tenant, m: Option<&OrderMove>) -> bool {
+pub async fn already_made(
+    worker: &crate::delivery::Worker,
+    tenant: &crate::config::Tenant,
+    m: Option<&OrderMove>,
+) -> bool {
     let Some(m) = m.filter(|m| m.state == OrderState::Paid) else { return false };
+    if !worker.made().contains(tenant.id.as_str(), &m.merchant_trade_no) {
+        return false;
+    }
+    let store = worker.store();
     let made = match m.period {
         Some(k) => format!("{} #{k} (made by the reconciler)", m.event),
         None => format!("{} (made by the reconciler)", m.event),

@@ -31,6 +31,9 @@ pub struct Reconciled {
 
 /// Runs a round every second until `shutdown`.
 pub async fn run_reconciler(worker: Worker, shutdown: CancellationToken) {
+    // What earlier runs (and other instances) reconciled, before the first
+    // notification of this run is answered.
+    worker.made().refresh(worker.store(), worker.store().clock().now_ms()).await;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -45,6 +48,7 @@ pub async fn run_reconciler(worker: Worker, shutdown: CancellationToken) {
 /// One round at `now` (an injected clock in tests).
 pub async fn reconcile_at(worker: &Worker, now: i64) -> Result<Vec<Reconciled>, StoreError> {
     let config = worker.config();
+    worker.made().refresh(worker.store(), now).await;
     let until = now + crate::store::ms(LEASE);
     let due = worker.store().claim_orders(worker.owner(), now, until, ROUND).await?;
     let mut done = Vec::with_capacity(due.len());
@@ -276,5 +280,7 @@ pub(super) async fn store_made(
         source: Some("reconcile"),
         order: Some(moved),
     };
-    worker.store().accept(callback).await.map(drop)
+    worker.store().accept(callback).await?;
+    worker.made().add(tenant.id.as_str(), &order.merchant_trade_no);
+    Ok(())
 }

@@ -138,7 +138,7 @@ pub async fn store(
     pending.lease = Some((relay.worker.owner().to_owned(), config.storage.lease));
     pending.order_key = provider.order_field().and_then(|f| parsed.field(f)).map(|v| v.into_owned());
     pending.order = crate::reconcile::order_move(provider, parsed);
-    if crate::reconcile::already_made(relay.worker.store(), tenant, pending.order.as_ref()).await {
+    if crate::reconcile::already_made(relay.worker, tenant, pending.order.as_ref()).await {
         // SPEC §9: the reconciler made and delivered this result already.
         crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "duplicate");
         return Err(Answer::Ack);

@@ -114,6 +114,10 @@ impl<B: Backend> Engine<B> {
         Ok(orders::list(self.backend.read_conn().await?, &self.sql.orders, f).await?)
     }
 
+    pub(super) async fn reconciled_since(&self, since: i64) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(orders::reconciled_since(self.backend.read_conn().await?, &self.sql.orders, since).await?)
+    }
+
     pub(super) async fn order(&self, tenant: &str, mtn: &str) -> Result<Option<(Order, Vec<OrderEvent>)>, StoreError> {
         Ok(orders::get(self.backend.read_conn().await?, &self.sql.orders, tenant, mtn).await?)
     }

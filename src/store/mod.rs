@@ -152,6 +152,11 @@ impl Store {
         backend!(self, s => s.orders(filter).await)
     }
 
+    /// (tenant, order number) of the orders the reconciler made a payment for since `since`.
+    pub async fn reconciled_since(&self, since: i64) -> Result<Vec<(String, String)>, StoreError> {
+        backend!(self, s => s.reconciled_since(since).await)
+    }
+
     /// An order and its timeline.
     pub async fn order(
         &self,

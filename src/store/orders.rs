@@ -151,6 +151,7 @@ pub(super) struct OrderSql {
     list: Arc<str>,
     get: Arc<str>,
     timeline: Arc<str>,
+    reconciled_since: Arc<str>,
 }
 
 impl OrderSql {
@@ -207,6 +208,7 @@ impl OrderSql {
                  ORDER BY created_at DESC LIMIT $5"
             )),
             get: spell(&format!("SELECT {ORDER_COLS} FROM orders WHERE tenant = $1 AND merchant_trade_no = $2")),
+            reconciled_since: spell("SELECT tenant, merchant_trade_no FROM orders WHERE reconciled_at >= $1"),
             timeline: spell(
                 "SELECT at, kind, callback_id, detail FROM order_events
                  WHERE tenant = $1 AND merchant_trade_no = $2 ORDER BY at, kind",
@@ -335,6 +337,12 @@ pub(super) async fn list<C: Conn>(mut c: C, sql: &OrderSql, f: &OrderFilter) -> 
         Arg::from(f.due_at),
     ];
     c.fetch(&sql.list, args).await?.iter().map(order).collect()
+}
+
+/// The orders the reconciler made a payment for since `since` (unix ms).
+pub(super) async fn reconciled_since<C: Conn>(mut c: C, sql: &OrderSql, since: i64) -> Result<Vec<(String, String)>> {
+    let rows = c.fetch(&sql.reconciled_since, vec![Arg::from(since)]).await?;
+    rows.iter().map(|r| Ok((r.text("tenant")?, r.text("merchant_trade_no")?))).collect()
 }
 
 /// The order and its timeline.
