@@ -32,7 +32,10 @@ ro = ro.replace("[tenants.funpoint]", '[tenants.funpoint]\nverify = "none"', 1)
 open(sys.argv[2], "w").write(head + 'id = "ro"' + ro)
 PY
 STARTED=$(date +%s%N)
-RUST_LOG="${RUST_LOG:-info}" ./target/release/payrelay serve --config "$CFG" \
+# The access log is off, as on every gateway under test (nginx's
+# `access_log off`, ../shared/bench/nginx): the per-request line is
+# tower_http's; everything else payrelay logs at info stays on.
+RUST_LOG="${RUST_LOG:-info,tower_http=warn}" ./target/release/payrelay serve --config "$CFG" \
     > /tmp/bench-run/log/payrelay.log 2>&1 &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; "$SHARED/down.sh" >/dev/null 2>&1 || true; }
