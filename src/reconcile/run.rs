@@ -101,30 +101,15 @@ async fn one(worker: &Worker, config: &Config, order: &Order, now: i64) -> (Orde
         return (outcome(order, None, Some(now + crate::store::ms(wait) + 1), false, detail), false);
     }
     let api = config.apis.of(crate::routing::Provider::Funpoint);
+    let m = crate::verify::FunpointMerchant { id: merchant, keys, alg: section.encrypt_type };
+    let mtn = &order.merchant_trade_no;
     if order.state == OrderState::Paid && order.period_ms.is_some() {
-        let info = crate::verify::funpoint_period_info(
-            worker.client(),
-            api,
-            keys,
-            section.encrypt_type,
-            merchant,
-            &order.merchant_trade_no,
-        )
-        .await;
-        return match info {
+        return match crate::verify::funpoint_period_info(worker.client(), api, &m, mtn).await {
             Ok(info) => super::periods::judge(worker, config, tenant, order, &info, now).await,
             Err(verdict) => (unanswered(worker, config, order, &account, verdict, now), false),
         };
     }
-    let answer = crate::verify::funpoint_trade_info(
-        worker.client(),
-        api,
-        keys,
-        section.encrypt_type,
-        merchant,
-        &order.merchant_trade_no,
-    )
-    .await;
+    let answer = crate::verify::funpoint_trade_info(worker.client(), api, &m, mtn).await;
     match answer {
         Ok(found) => judge(worker, config, tenant, order, &found, now).await,
         Err(verdict) => (unanswered(worker, config, order, &account, verdict, now), false),

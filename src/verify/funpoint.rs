@@ -49,7 +49,8 @@ pub(super) async fn query(client: &reqwest::Client, api: &ProviderApi, tenant: &
         Ok(o) => o,
         Err(v) => return v,
     };
-    match trade_info(client, api, keys, section.encrypt_type, merchant, &order).await {
+    let m = Merchant { id: merchant, keys, alg: section.encrypt_type };
+    match trade_info(client, api, &m, &order).await {
         Ok(found) => {
             let text = crate::form::encode(found.iter());
             judge(claim(parsed), parsed, merchant, &found).saying(text.as_bytes())
@@ -58,33 +59,50 @@ pub(super) async fn query(client: &reqwest::Client, api: &ProviderApi, tenant: &
     }
 }
 
+/// Whose keys ask Funpoint: a merchant and its CheckMacValue keys.
+pub struct Merchant<'a> {
+    pub id: &'a str,
+    pub keys: &'a HashKeys,
+    pub alg: HashAlgorithm,
+}
+
+/// POSTs the signed query form for `order` to `path`; a 403 (the ECPay
+/// family's "too fast: wait 30 minutes") is a verdict that asks for that pause.
+async fn ask(
+    client: &reqwest::Client,
+    api: &ProviderApi,
+    m: &Merchant<'_>,
+    path: &str,
+    order: &str,
+) -> Result<super::Answer, Verdict> {
+    let request = request_form(m.id, order, crate::store::now_ms() / 1000, m.keys, m.alg);
+    let answer = send(client.post(format!("{}{path}", api.base)).form(&request), api).await?;
+    if answer.status == http::StatusCode::FORBIDDEN {
+        let mut v = Verdict::unavailable("HTTP 403: querying too fast; this merchant pauses 30 minutes");
+        v.retry_after = Some(std::time::Duration::from_secs(30 * 60));
+        return Err(v.saying(&answer.body));
+    }
+    Ok(answer)
+}
+
 /// QueryTradeInfo for `order`: the answer's fields once its CheckMacValue
 /// verified, or the verdict of "unavailable" that says why not.
 pub async fn trade_info(
     client: &reqwest::Client,
     api: &ProviderApi,
-    keys: &HashKeys,
-    alg: HashAlgorithm,
-    merchant: &str,
+    m: &Merchant<'_>,
     order: &str,
 ) -> Result<FormFields, Verdict> {
-    let request = request_form(merchant, order, crate::store::now_ms() / 1000, keys, alg);
-    let url = format!("{}/Cashier/QueryTradeInfo/V5", api.base);
-    let answer = send(client.post(url).form(&request), api).await?;
-    if answer.status == http::StatusCode::FORBIDDEN {
-        // "Calling too fast gets HTTP 403: wait 30 minutes" (ECPay family).
-        let mut v = Verdict::unavailable("HTTP 403: querying too fast; this merchant pauses 30 minutes");
-        v.retry_after = Some(std::time::Duration::from_secs(30 * 60));
-        return Err(v.saying(&answer.body));
-    }
+    let answer = ask(client, api, m, "/Cashier/QueryTradeInfo/V5", order).await?;
     if !answer.status.is_success() {
         return Err(Verdict::unavailable(format!("HTTP {}", answer.status.as_u16())).saying(&answer.body));
     }
     let Ok(found) = FormFields::parse(&answer.body) else {
         return Err(Verdict::unavailable("the answer is not a form").saying(&answer.body));
     };
-    let mac_ok =
-        found.get(crate::domain::checkmac::FIELD).is_some_and(|mac| CheckMac::verify(found.unique(), keys, alg, mac));
+    let mac_ok = found
+        .get(crate::domain::checkmac::FIELD)
+        .is_some_and(|mac| CheckMac::verify(found.unique(), m.keys, m.alg, mac));
     if !mac_ok {
         return Err(Verdict::unavailable("the answer's CheckMacValue does not verify").saying(&answer.body));
     }
@@ -96,19 +114,10 @@ pub async fn trade_info(
 pub async fn period_info(
     client: &reqwest::Client,
     api: &ProviderApi,
-    keys: &HashKeys,
-    alg: HashAlgorithm,
-    merchant: &str,
+    m: &Merchant<'_>,
     order: &str,
 ) -> Result<serde_json::Value, Verdict> {
-    let request = request_form(merchant, order, crate::store::now_ms() / 1000, keys, alg);
-    let url = format!("{}/Cashier/QueryCreditCardPeriodInfo", api.base);
-    let answer = send(client.post(url).form(&request), api).await?;
-    if answer.status == http::StatusCode::FORBIDDEN {
-        let mut v = Verdict::unavailable("HTTP 403: querying too fast; this merchant pauses 30 minutes");
-        v.retry_after = Some(std::time::Duration::from_secs(30 * 60));
-        return Err(v.saying(&answer.body));
-    }
+    let answer = ask(client, api, m, "/Cashier/QueryCreditCardPeriodInfo", order).await?;
     match serde_json::from_slice::<serde_json::Value>(&answer.body) {
         Ok(v) if answer.status.is_success() && v.get("ExecLog").is_some_and(serde_json::Value::is_array) => Ok(v),
         _ => Err(Verdict::unavailable(format!("HTTP {}: no ExecLog in the answer", answer.status.as_u16()))

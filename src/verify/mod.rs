@@ -15,7 +15,9 @@ use std::time::Duration;
 
 pub use budget::Budget;
 pub use cli::command;
-pub use funpoint::{period_info as funpoint_period_info, trade_info as funpoint_trade_info};
+pub use funpoint::{
+    Merchant as FunpointMerchant, period_info as funpoint_period_info, trade_info as funpoint_trade_info,
+};
 
 use crate::config::{Config, ProviderApi, QueryPolicy, Tenant};
 use crate::providers::{self, Parsed};
@@ -163,7 +165,7 @@ pub fn shown(config: &Config, d: &crate::store::CallbackDetail) -> (&'static str
 }
 
 /// A provider's answer: status, `Retry-After`, body (bounded).
-struct Answer {
+pub(crate) struct Answer {
     status: http::StatusCode,
     retry_after: Option<Duration>,
     body: Vec<u8>,
