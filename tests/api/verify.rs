@@ -423,3 +423,16 @@ async fn a_pending_verification_survives_kill_9_and_the_callback_is_delivered_af
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].header("x-payrelay-verified"), Some("query"));
 }
+
+#[tokio::test]
+async fn an_oen_id_that_would_change_the_query_path_is_never_sent_and_never_delivered() {
+    need_backend!();
+    let rig = Rig::start("").await;
+    rig.api.oen_transaction("2HhndgEquCbDzC5OyVxWSGZmd2l", "A20261202009", 1200, "charged");
+    // An attacker's id that, pasted into the URL, would ask about another path.
+    let forged = r#"{"purpose":"charge","id":"../transactions/2HhndgEquCbDzC5OyVxWSGZmd2l","status":"charged","success":true,"merchantId":"oen-shop","orderId":"A20261202009","amount":1200}"#;
+    let d = rig.settle("/oen/notify", forged, Status::Rejected).await;
+    assert_eq!(verification(&d).0, Verified::Contradicted);
+    assert!(rig.api.queries().is_empty(), "nothing was asked: {:?}", rig.api.queries());
+    assert!(rig.shop.received().is_empty());
+}
