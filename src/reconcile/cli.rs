@@ -39,7 +39,7 @@ pub fn command(args: &ReconcileArgs) -> ExitCode {
             let client = crate::startup::http_client_via(config.server.outbound_proxy.as_ref())?;
             let shared = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config.clone()));
             let worker = crate::delivery::Worker::new(shared, client, store.clone());
-            for r in super::reconcile_at(&worker, now).await? {
+            for r in super::reconcile_tenant_at(&worker, now, args.tenant.as_deref()).await? {
                 let mark = if r.found_paid { "FOUND PAID" } else { "-" };
                 println!("  {} {}: {mark} {}", r.tenant, r.merchant_trade_no, r.detail);
             }

@@ -11,7 +11,7 @@ mod run;
 
 pub use cli::command;
 
-pub use run::{Reconciled, reconcile_at, run_reconciler};
+pub use run::{Reconciled, reconcile_at, reconcile_tenant_at, run_reconciler};
 
 use crate::providers::{Parsed, Provider};
 use crate::store::{OrderMove, OrderState};

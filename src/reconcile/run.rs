@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Tenant};
 use crate::delivery::Worker;
 use crate::form::FormFields;
-use crate::store::{NewCallback, Order, OrderMove, OrderQueried, OrderState, Status, StoreError};
+use crate::store::{NewCallback, Order, OrderClaim, OrderMove, OrderQueried, OrderState, Status, StoreError};
 use crate::verify::Verdict;
 
 /// Orders asked about in one round.
@@ -47,10 +47,21 @@ pub async fn run_reconciler(worker: Worker, shutdown: CancellationToken) {
 
 /// One round at `now` (an injected clock in tests).
 pub async fn reconcile_at(worker: &Worker, now: i64) -> Result<Vec<Reconciled>, StoreError> {
+    reconcile_tenant_at(worker, now, None).await
+}
+
+/// One round at `now` for one tenant's orders only, or every tenant's.
+pub async fn reconcile_tenant_at(
+    worker: &Worker,
+    now: i64,
+    tenant: Option<&str>,
+) -> Result<Vec<Reconciled>, StoreError> {
     let config = worker.config();
     worker.made().refresh(worker.store(), now).await;
     let until = now + crate::store::ms(LEASE);
-    let due = worker.store().claim_orders(worker.owner(), now, until, ROUND).await?;
+    let which =
+        OrderClaim { owner: worker.owner().to_owned(), now, until, limit: ROUND, tenant: tenant.map(str::to_owned) };
+    let due = worker.store().claim_orders(which).await?;
     let mut done = Vec::with_capacity(due.len());
     for order in due {
         let (queried, found_paid) = one(worker, &config, &order, now).await;

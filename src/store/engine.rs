@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
 use super::ops;
-use super::orders::{self, NewOrder, Order, OrderEvent, OrderFilter, OrderQueried};
+use super::orders::{self, NewOrder, Order, OrderClaim, OrderEvent, OrderFilter, OrderQueried};
 use super::sql::Sql;
 use super::types::*;
 use super::writer::{self, Op};
@@ -95,15 +95,8 @@ impl<B: Backend> Engine<B> {
         self.call(|reply| Op::Checkout(order, reply)).await
     }
 
-    pub(super) async fn claim_orders(
-        &self,
-        owner: &str,
-        now: i64,
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError> {
-        let owner = owner.to_owned();
-        self.call(|reply| Op::ClaimOrders { owner, now, until, limit, reply }).await
+    pub(super) async fn claim_orders(&self, which: OrderClaim) -> Result<Vec<Order>, StoreError> {
+        self.call(|reply| Op::ClaimOrders(which, reply)).await
     }
 
     pub(super) async fn queried(&self, q: OrderQueried) -> Result<u64, StoreError> {

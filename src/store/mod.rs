@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use engine::Engine;
-pub use orders::{NewOrder, Order, OrderEvent, OrderFilter, OrderMove, OrderQueried, OrderState};
+pub use orders::{NewOrder, Order, OrderClaim, OrderEvent, OrderFilter, OrderMove, OrderQueried, OrderState};
 use postgres::PgBackend;
 use sqlite::SqliteBackend;
 pub use types::*;
@@ -132,15 +132,9 @@ impl Store {
         backend!(self, s => s.checkout(order).await)
     }
 
-    /// Leases up to `limit` orders due at `now` for a reconciliation query, until `until`.
-    pub async fn claim_orders(
-        &self,
-        owner: &str,
-        now: i64,
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError> {
-        backend!(self, s => s.claim_orders(owner, now, until, limit).await)
+    /// Leases the orders due for a reconciliation query that `which` names.
+    pub async fn claim_orders(&self, which: OrderClaim) -> Result<Vec<Order>, StoreError> {
+        backend!(self, s => s.claim_orders(which).await)
     }
 
     /// Keeps what a reconciliation query found and releases the order.

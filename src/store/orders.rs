@@ -111,6 +111,18 @@ pub struct OrderEvent {
     pub detail: Option<String>,
 }
 
+/// Which due orders one reconciliation round leases, and until when.
+#[derive(Debug, Clone)]
+pub struct OrderClaim {
+    pub owner: String,
+    /// The round's time (an injected clock in tests).
+    pub now: i64,
+    pub until: i64,
+    pub limit: usize,
+    /// Only this tenant's orders (`payrelay reconcile --tenant`).
+    pub tenant: Option<String>,
+}
+
 /// What one reconciliation query found, and what follows for its order.
 #[derive(Debug, Clone)]
 pub struct OrderQueried {
@@ -188,6 +200,7 @@ impl OrderSql {
                  WHERE (tenant, merchant_trade_no) IN (
                      SELECT tenant, merchant_trade_no FROM orders
                      WHERE next_query_at <= $3 AND (query_until IS NULL OR query_until < $3)
+                       AND (CAST($5 AS TEXT) IS NULL OR tenant = $5)
                      ORDER BY next_query_at LIMIT $4 {})
                  RETURNING {ORDER_COLS}",
                 d.skip_locked
@@ -298,16 +311,14 @@ pub(super) async fn moved<C: Conn>(
     event(c, sql, (tenant, &m.merchant_trade_no), now, "callback", Some(id.as_str()), &detail).await
 }
 
-pub(super) async fn claim<C: Conn>(
-    c: &mut C,
-    sql: &OrderSql,
-    owner: &str,
-    until: i64,
-    limit: usize,
-    now: i64,
-) -> Result<Vec<Order>> {
-    let args =
-        vec![Arg::from(owner), Arg::from(until), Arg::from(now), Arg::from(i64::try_from(limit).unwrap_or(i64::MAX))];
+pub(super) async fn claim<C: Conn>(c: &mut C, sql: &OrderSql, w: &OrderClaim) -> Result<Vec<Order>> {
+    let args = vec![
+        Arg::from(w.owner.as_str()),
+        Arg::from(w.until),
+        Arg::from(w.now),
+        Arg::from(i64::try_from(w.limit).unwrap_or(i64::MAX)),
+        Arg::from(w.tenant.as_deref()),
+    ];
     c.fetch(&sql.claim, args).await?.iter().map(order).collect()
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, Conn};
 use super::ops;
-use super::orders::{self, NewOrder, Order, OrderQueried};
+use super::orders::{self, NewOrder, Order, OrderClaim, OrderQueried};
 use super::sql::Sql;
 use super::types::*;
 use super::{Clock, StoreError};
@@ -38,7 +38,7 @@ pub(super) enum Op {
     Replay { what: Replay, reply: Reply<u64> },
     Purge(PurgePolicy, Reply<Purged>),
     Checkout(NewOrder, Reply<u64>),
-    ClaimOrders { owner: String, now: i64, until: i64, limit: usize, reply: Reply<Vec<Order>> },
+    ClaimOrders(OrderClaim, Reply<Vec<Order>>),
     Queried(OrderQueried, Reply<u64>),
     Close(oneshot::Sender<()>),
 }
@@ -189,9 +189,7 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
             Op::Replay { what, .. } => Done::Count(ops::replay(c, sql, what, now).await?),
             Op::Purge(policy, _) => Done::Purged(ops::purge(c, sql, policy).await?),
             Op::Checkout(order, _) => Done::Count(orders::checkout(c, &sql.orders, order, now).await?),
-            Op::ClaimOrders { owner, now: at, until, limit, .. } => {
-                Done::Orders(orders::claim(c, &sql.orders, owner, *until, *limit, *at).await?)
-            }
+            Op::ClaimOrders(which, _) => Done::Orders(orders::claim(c, &sql.orders, which).await?),
             Op::Queried(q, _) => Done::Count(orders::queried(c, &sql.orders, q, now).await?),
             Op::Close(_) => continue,
         });
@@ -211,7 +209,7 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         Op::Checkout(_, reply) | Op::Queried(_, reply) => {
             send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
         }
-        Op::ClaimOrders { reply, .. } => send(reply, result, |d| if let Done::Orders(o) = d { Some(o) } else { None }),
+        Op::ClaimOrders(_, reply) => send(reply, result, |d| if let Done::Orders(o) = d { Some(o) } else { None }),
         Op::Release { reply, .. } | Op::Replay { reply, .. } | Op::Verify { reply, .. } => {
             send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
         }

@@ -289,7 +289,18 @@ async fn payrelay_reconcile_lists_what_is_due_and_asks_only_without_dry_run() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let (dry, wet) = tokio::task::spawn_blocking(move || (run(true), run(false))).await.unwrap();
+    let other = {
+        let cfg = dir.path().join("routes.toml");
+        move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_payrelay"))
+                .args(["reconcile", "--config", cfg.to_str().unwrap(), "--tenant", "other"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let (dry, other, wet) = tokio::task::spawn_blocking(move || (run(true), other(), run(false))).await.unwrap();
+    assert!(other.contains("0 order(s) due"), "another tenant's round asks nothing: {other}");
     assert!(dry.contains("1 order(s) due") && dry.contains(ORDER), "{dry}");
     assert!(wet.contains("10200095"), "{wet}");
     assert_eq!(api.queries().len(), 1, "only the run without --dry-run asked Funpoint");
