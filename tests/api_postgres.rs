@@ -54,3 +54,5 @@ mod server;
 mod store;
 #[path = "api/verify.rs"]
 mod verify;
+#[path = "api/webdriver.rs"]
+mod webdriver;
