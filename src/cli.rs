@@ -38,6 +38,11 @@ pub enum Command {
     /// List the ledger's orders due for a reconciliation query, and (without
     /// --dry-run) ask Funpoint about them now.
     Reconcile(ReconcileArgs),
+    /// Click through a whole payment locally: the gateway between a demo
+    /// shop and sandbox providers, all on 127.0.0.1, until Ctrl-C.
+    Demo(crate::demo::DemoArgs),
+    /// Stand-in Funpoint, Oen, TapPay and SinoPac for a shop's dev setup.
+    Sandbox(crate::sandbox::SandboxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -170,7 +175,7 @@ async fn reload_on_sighup(state: crate::http::AppState, path: PathBuf) {
 #[cfg(not(unix))]
 async fn reload_on_sighup(_: crate::http::AppState, _: PathBuf) {}
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -9,23 +9,28 @@ use payrelay::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            payrelay::telemetry::init(cli.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("payrelay: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = runtime.block_on(payrelay::cli::serve(args));
-            payrelay::telemetry::flush();
-            code
-        }
+        Command::Serve(args) => serve(cli.log_format, payrelay::cli::serve(args)),
+        Command::Demo(args) => serve(cli.log_format, payrelay::demo::command(args)),
+        Command::Sandbox(args) => serve(cli.log_format, payrelay::sandbox::command(args)),
         Command::Check(args) => payrelay::cli::check(&args),
         Command::Route(args) => payrelay::cli::route(&args),
         Command::Checkmac(args) => payrelay::cli::checkmac(&args),
         Command::Verify(args) => payrelay::cli::verify(&args),
         Command::Reconcile(args) => payrelay::reconcile::command(&args),
     }
+}
+
+/// Runs a long-lived command on the multi-threaded runtime, logging to stderr.
+fn serve(log_format: payrelay::telemetry::LogFormat, command: impl Future<Output = ExitCode>) -> ExitCode {
+    payrelay::telemetry::init(log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("payrelay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(command);
+    payrelay::telemetry::flush();
+    code
 }

@@ -10,7 +10,7 @@ mod funpoint_return;
 mod health;
 mod metrics;
 mod notify;
-mod page;
+pub(crate) mod page;
 mod returns;
 mod server;
 mod state;

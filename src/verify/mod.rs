@@ -11,6 +11,8 @@ mod oen;
 mod sinopac;
 mod tappay;
 
+pub(crate) use sinopac::envelope as sinopac_envelope;
+
 use std::time::Duration;
 
 pub use budget::Budget;
