@@ -65,6 +65,10 @@ pub async fn checkout(axum::extract::State(shared): State, body: Bytes) -> Respo
             drop(trades);
             return pages::error(StatusCode::BAD_REQUEST, "MerchantTradeNo has been used (訂單編號重複)");
         }
+        if trades.len() >= super::MAX_TRADES {
+            drop(trades);
+            return pages::error(StatusCode::INSUFFICIENT_STORAGE, "the sandbox is full: restart it");
+        }
         let n = trades.len();
         trades.push(Trade::new(n, fields, now_ms()));
         n

@@ -43,6 +43,8 @@ const MAX_BODY: usize = 64 * 1024;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The sandbox page shows the latest this many sends.
 const LOG_LINES: usize = 200;
+/// It keeps at most this many trades (and as many other payments).
+const MAX_TRADES: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -234,6 +236,15 @@ pub struct SandboxArgs {
 
 /// `payrelay sandbox`: the providers alone, until Ctrl-C.
 pub async fn command(args: SandboxArgs) -> std::process::ExitCode {
+    // It posts wherever a form's ReturnURL says and answers with test keys:
+    // never a service for other machines.
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "payrelay sandbox: --listen {} is not a loopback address; the sandbox serves this machine only",
+            args.listen
+        );
+        return std::process::ExitCode::FAILURE;
+    }
     let mut options = SandboxOptions::stage(args.listen);
     if let (Some(id), Some(key), Some(iv)) = (args.merchant_id, args.hash_key, args.hash_iv) {
         options.merchant_id = id;

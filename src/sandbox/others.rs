@@ -52,6 +52,10 @@ pub async fn send(axum::extract::State(shared): State, Path((provider, kind)): P
         crate::domain::time::taipei(crate::store::now_ms()).chars().filter(char::is_ascii_digit).collect();
     let n = {
         let mut ledger = shared.others();
+        if ledger.n >= super::MAX_TRADES as u64 {
+            drop(ledger);
+            return pages::error(StatusCode::INSUFFICIENT_STORAGE, "the sandbox is full: restart it");
+        }
         ledger.n += 1;
         ledger.n
     };

@@ -349,4 +349,10 @@ async fn payrelay_sandbox_serves_its_page_until_ctrl_c() {
     let page = client.get(format!("{url}/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Sandbox") && page.contains("send-oen"), "{page}");
     assert!(child.interrupt("payrelay sandbox").await.success());
+
+    // It posts wherever a form says: never on an address other machines reach.
+    let refused =
+        Command::new(env!("CARGO_BIN_EXE_payrelay")).args(["sandbox", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a loopback address"));
 }
