@@ -114,7 +114,13 @@ async fn notify(
         Err(body::BodyError::TooLarge) => return error(provider, StatusCode::PAYLOAD_TOO_LARGE, "Request Too Large"),
         Err(body::BodyError::Unreadable) => return error(provider, StatusCode::BAD_REQUEST, "Bad Request"),
     };
-    let relay = Relay { config, worker: state.worker(), handoff: state.handoff(), refused: state.refused_throttle() };
+    let relay = Relay {
+        config,
+        worker: state.worker(),
+        handoff: state.handoff(),
+        refused: state.refused_throttle(),
+        recent: state.recent(),
+    };
     let inbound = Inbound { provider, content_type, body, remote, path_tenant };
     match phases(&relay, &inbound).await {
         Answer::Ack => ack(provider),

@@ -27,6 +27,8 @@ struct Inner {
     /// Refused callbacks kept per source address (`server.refused_per_minute`).
     refused: Throttle,
     admin_failures: Throttle,
+    /// Duplicates of delivered callbacks, answered from memory.
+    recent: crate::relay::Recent,
 }
 
 impl AppState {
@@ -34,7 +36,12 @@ impl AppState {
     pub fn new(config: Arc<ArcSwap<Config>>, worker: Worker, handoff: Handle) -> Self {
         let refused = Throttle::per_minute(config.load().server.refused_per_minute);
         let admin_failures = Throttle::per_minute(ADMIN_FAILURES_PER_MINUTE);
-        Self { inner: Arc::new(Inner { config, worker, handoff, refused, admin_failures }) }
+        let recent = crate::relay::Recent::default();
+        Self { inner: Arc::new(Inner { config, worker, handoff, refused, admin_failures, recent }) }
+    }
+
+    pub fn recent(&self) -> &crate::relay::Recent {
+        &self.inner.recent
     }
 
     /// The hand-off queue's producer end (freshly stored callbacks).

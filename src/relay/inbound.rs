@@ -28,12 +28,14 @@ impl Answer {
 }
 
 /// What the relay works with: the config in force for this request, the
-/// worker's context and hand-off queue, the throttle on refused callbacks.
+/// worker's context and hand-off queue, the throttle on refused callbacks,
+/// the duplicates answered from memory.
 pub struct Relay<'a> {
     pub config: Arc<Config>,
     pub worker: &'a Worker,
     pub handoff: &'a Handle,
     pub refused: &'a Throttle,
+    pub recent: &'a super::Recent,
 }
 
 /// What a notify request brought.
@@ -138,6 +140,18 @@ pub async fn store(
     pending.lease = Some((relay.worker.owner().to_owned(), config.storage.lease));
     pending.order_key = provider.order_field().and_then(|f| parsed.field(f)).map(|v| v.into_owned());
     pending.order = crate::reconcile::order_move(provider, parsed);
+    if let Some(dedup) = &pending.dedup
+        && !inline(tenant, provider)
+        && relay.recent.delivered_duplicate(
+            &recent_key(provider, &dedup.key),
+            &fingerprint(provider, parsed),
+            relay.worker.store().clock().now_ms(),
+        )
+    {
+        // The store said so within the last minute (see `Recent`).
+        crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "duplicate");
+        return Err(Answer::Ack);
+    }
     if crate::reconcile::already_made(relay.worker, tenant, pending.order.as_ref()).await {
         // SPEC §9: the reconciler made and delivered this result already.
         crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "duplicate");
@@ -169,7 +183,7 @@ pub async fn acknowledge(
     let provider = inbound.provider;
     // A callback to be verified by query is acknowledged once stored: the
     // provider's answer never waits on a query (SPEC §8).
-    let inline = tenant.ack == AckMode::Delivered && !crate::verify::policy(tenant, provider.kind()).queries();
+    let inline = inline(tenant, provider);
     match accepted {
         Accepted::Stored { id, seq } => {
             crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "stored");
@@ -194,10 +208,13 @@ pub async fn acknowledge(
             }
             deliver_now(relay, claimed).await
         }
-        Accepted::Duplicate { id, status } => {
+        Accepted::Duplicate { id, status, received_ms } => {
             tracing::Span::current().record("delivery", id.as_str());
             if let Some(answer) = conflicting(relay, inbound, parsed, tenant, &id).await {
                 return answer;
+            }
+            if status == Status::Delivered && !inline {
+                remember(relay, provider, parsed, &pending, received_ms);
             }
             crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "duplicate");
             tracing::debug!(original = status.as_str(), "duplicate callback");
@@ -213,6 +230,42 @@ pub async fn acknowledge(
             }
         }
     }
+}
+
+/// Is the tenant's callback delivered before it is acknowledged (`ack =
+/// "delivered"`, not verified by query)?
+fn inline(tenant: &Tenant, provider: &dyn Provider) -> bool {
+    tenant.ack == AckMode::Delivered && !crate::verify::policy(tenant, provider.kind()).queries()
+}
+
+fn recent_key(provider: &dyn Provider, dedup_key: &str) -> String {
+    format!("{}\n{dedup_key}", provider.name())
+}
+
+/// The conflict fields' values, exactly as this callback carries them.
+fn fingerprint(provider: &dyn Provider, parsed: &Parsed) -> String {
+    let mut out = String::new();
+    for f in provider.conflict_fields() {
+        match parsed.field(f) {
+            Some(v) => {
+                out.push('=');
+                out.push_str(&v);
+            }
+            None => out.push('-'),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A plain duplicate of a delivered callback: answered from memory next
+/// time, within the original's dedup window and retention.
+fn remember(relay: &Relay<'_>, provider: &dyn Provider, parsed: &Parsed, pending: &NewCallback, received_ms: i64) {
+    let Some(dedup) = &pending.dedup else { return };
+    let storage = &relay.config.storage;
+    let until = received_ms + crate::store::ms(dedup.window).min(crate::store::ms(storage.retention));
+    let now = relay.worker.store().clock().now_ms();
+    relay.recent.remember(recent_key(provider, &dedup.key), fingerprint(provider, parsed), until, now);
 }
 
 /// `ack = "delivered"`: the provider hears its acknowledgement only if the

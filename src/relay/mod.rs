@@ -6,8 +6,10 @@
 //! grammar. Nothing is acknowledged before it is committed.
 
 mod inbound;
+mod recent;
 
 pub use inbound::{Answer, Inbound, Relay, acknowledge, parse, route, store, verify};
+pub use recent::Recent;
 
 #[cfg(test)]
 mod tests;

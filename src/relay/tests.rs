@@ -33,6 +33,7 @@ struct Kit {
     handoff: Handle,
     rx: tokio::sync::mpsc::Receiver<delivery::Handoff>,
     refused: Throttle,
+    recent: super::Recent,
     _dir: tempfile::TempDir,
 }
 
@@ -45,11 +46,18 @@ impl Kit {
         let shared = Arc::new(arc_swap::ArcSwap::from_pointee(config));
         let worker = Worker::new(shared.clone(), crate::startup::http_client().unwrap(), store);
         let (handoff, rx) = Handle::channel();
-        Self { config: shared.load_full(), worker, handoff, rx, refused: Throttle::per_minute(100), _dir: dir }
+        let recent = super::Recent::default();
+        Self { config: shared.load_full(), worker, handoff, rx, refused: Throttle::per_minute(100), recent, _dir: dir }
     }
 
     fn relay(&self) -> Relay<'_> {
-        Relay { config: self.config.clone(), worker: &self.worker, handoff: &self.handoff, refused: &self.refused }
+        Relay {
+            config: self.config.clone(),
+            worker: &self.worker,
+            handoff: &self.handoff,
+            refused: &self.refused,
+            recent: &self.recent,
+        }
     }
 }
 

@@ -139,8 +139,8 @@ pub(super) async fn accept_all<C: Conn>(
                     c.execute(&sql.give_up_key, vec![Arg::from(original.as_str())]).await?;
                     todo.push(i);
                 }
-                Some((original, status, _)) => {
-                    answers.insert(ids[i].clone(), Accepted::Duplicate { id: original, status });
+                Some((original, status, received_ms)) => {
+                    answers.insert(ids[i].clone(), Accepted::Duplicate { id: original, status, received_ms });
                 }
                 None => todo.push(i),
             }

@@ -91,10 +91,12 @@ pub enum Accepted {
         id: CallbackId,
         seq: i64,
     },
-    /// The dedup key was accepted before, as callback `id`, now in `status`.
+    /// The dedup key was accepted before, as callback `id`, now in
+    /// `status`, received at `received_ms`.
     Duplicate {
         id: CallbackId,
         status: Status,
+        received_ms: i64,
     },
 }
 

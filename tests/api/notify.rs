@@ -290,3 +290,25 @@ async fn a_resend_after_the_dedup_window_is_a_new_callback() {
     assert_eq!(rows.len(), 2, "outside the window: a new callback");
     assert_ne!(tenant.received()[0].header("x-payrelay-delivery"), tenant.received()[1].header("x-payrelay-delivery"));
 }
+
+/// Resends of a delivered callback are answered from memory (issue 14);
+/// the dedup window still ends on the store's clock.
+#[tokio::test]
+async fn a_resend_answered_from_memory_still_ends_with_the_window() {
+    need_backend!();
+    let tenant = MockServer::start().await;
+    let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
+        .replace("timeout = \"700ms\"", "timeout = \"700ms\"\ndedup_window = \"1h\"");
+    let app = spawn_app(&config).await;
+    let body = notification("FP24112215304501", "T1", "交易成功");
+    assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
+    app.until_status(&app.rows().await[0].id, Status::Delivered, WAIT).await;
+    for _ in 0..3 {
+        assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
+    }
+    assert_eq!((app.rows().await.len(), tenant.received().len()), (1, 1), "resends: not stored, not delivered");
+    app.state.store().clock().advance(Duration::from_secs(3601));
+    assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
+    eventually("the second delivery", WAIT, || tenant.received().len() == 2).await;
+    assert_eq!(app.rows().await.len(), 2, "outside the window: a new callback, whatever memory said");
+}

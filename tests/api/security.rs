@@ -289,6 +289,29 @@ async fn f3_a_forged_callback_for_another_tenant_does_not_swallow_the_genuine_on
     assert_eq!(g.app.detail(&kept.id).await.body.as_ref(), conflicting.as_bytes());
 }
 
+/// Duplicates of a delivered callback are answered from memory (issue 14):
+/// a copy with another amount must still reach the store and be kept.
+#[tokio::test]
+async fn f3_a_conflicting_copy_is_kept_even_when_resends_are_answered_from_memory() {
+    need_backend!();
+    let g = Gw::start("").await;
+    let genuine = r#"{"rec_trade_id":"D20261202M","status":0,"order_number":"MEM00011","amount":100}"#;
+    assert_eq!(g.post("/tappay/notify", genuine).await.0, 200);
+    g.app.until_status(&g.app.rows().await[0].id, Status::Delivered, WAIT).await;
+    // Honest resends: the first is judged by the store, the next from memory.
+    for _ in 0..3 {
+        assert_eq!(g.post("/tappay/notify", genuine).await, (200, r#"{"status":0}"#.to_owned()));
+    }
+    let conflicting = genuine.replace("\"amount\":100", "\"amount\":1");
+    assert_eq!(g.post("/tappay/notify", &conflicting).await.0, 200);
+    g.settle(0).await;
+    assert_eq!(g.shop.received().iter().filter(|r| r.body.as_ref() == genuine.as_bytes()).count(), 1);
+    let rows = g.app.rows().await;
+    let kept = rows.iter().find(|r| r.status == Status::Rejected).expect("the conflicting copy is kept");
+    assert_eq!(g.app.detail(&kept.id).await.body.as_ref(), conflicting.as_bytes());
+    assert_eq!(rows.len(), 3, "the original, the conflicting copy, the barrier: no resend stored");
+}
+
 #[tokio::test]
 async fn f3_a_conflicting_copy_that_cannot_be_kept_is_not_acknowledged() {
     need_backend!();

@@ -27,6 +27,8 @@ pub async fn one(state: &AppState, id: &str) -> Result<CallbackDetail, ReplayErr
     let id = &CallbackId::parse(id).ok_or(ReplayError::NotFound)?;
     let store = state.store();
     let detail = store.get(id).await?.ok_or(ReplayError::NotFound)?;
+    // A replayed callback is no longer "delivered": its resends go to the store.
+    state.recent().forget_all();
     match detail.summary.status {
         Status::Rejected => return Err(ReplayError::Rejected),
         Status::Unroutable => route_afresh(state, &detail).await?,
@@ -42,6 +44,7 @@ pub async fn one(state: &AppState, id: &str) -> Result<CallbackDetail, ReplayErr
 
 /// Replays every `dead` callback of `tenant`; how many.
 pub async fn dead_of(state: &AppState, tenant: &str) -> Result<u64, ReplayError> {
+    state.recent().forget_all();
     let n = state.store().replay(Replay::DeadOf { tenant: tenant.to_owned() }).await?;
     tracing::info!(tenant, replayed = n, "dead callbacks replayed");
     Ok(n)
