@@ -54,7 +54,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     let mut problems = Vec::new();
     let mut taken = Vec::new();
     for (key, value) in doc.iter_mut() {
-        substitute_all(key, value, env, &mut problems, &mut taken);
+        substitute_all(At::key(None, key), value, env, &mut problems, &mut taken);
     }
 
     let mut unknown = Vec::new();
@@ -94,29 +94,72 @@ fn redact(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// Where a value sits in the document (`tenants[2].oen.api_token`): a chain
+/// of borrowed segments, spelled out only for a problem — a 10,000-tenant
+/// table has a hundred thousand values, and formatting every path was a
+/// tenth of loading it (issue 14).
+#[derive(Clone, Copy)]
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    key: Option<&'a str>,
+    index: usize,
+}
+
+impl<'a> At<'a> {
+    fn key(parent: Option<&'a At<'a>>, key: &'a str) -> Self {
+        Self { parent, key: Some(key), index: 0 }
+    }
+
+    fn index(parent: &'a At<'a>, index: usize) -> Self {
+        Self { parent: Some(parent), key: None, index }
+    }
+
+    fn root(&self) -> &At<'a> {
+        self.parent.map_or(self, |p| p.root())
+    }
+
+    fn spelled(&self) -> String {
+        let mut out = self.parent.map(At::spelled).unwrap_or_default();
+        match self.key {
+            Some(k) if out.is_empty() => out.push_str(k),
+            Some(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            None => out.push_str(&format!("[{}]", self.index)),
+        }
+        out
+    }
+
+    fn is_credential(&self) -> bool {
+        self.root().key == Some("tenants") && self.key.is_some_and(verify::is_credential_key)
+    }
+}
+
 fn substitute_all(
-    at: &str,
+    at: At<'_>,
     value: &mut toml::Value,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
     taken: &mut Vec<String>,
 ) {
     match value {
-        toml::Value::String(s) if !s.is_empty() && !s.contains("${") && verify::is_credential(at) => {
+        toml::Value::String(s) if !s.is_empty() && !s.contains("${") && at.is_credential() => {
+            let at = at.spelled();
             problems.push(format!("{at}: a credential is read only from the environment: write \"${{NAME}}\""));
         }
-        toml::Value::String(s) => match env::substitute_noting(s, env, taken) {
+        toml::Value::String(s) if s.contains("${") => match env::substitute_noting(s, env, taken) {
             Ok(v) => *s = v,
-            Err(e) => problems.push(format!("{at}: {e}")),
+            Err(e) => problems.push(format!("{}: {e}", at.spelled())),
         },
         toml::Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                substitute_all(&format!("{at}[{i}]"), v, env, problems, taken);
+                substitute_all(At::index(&at, i), v, env, problems, taken);
             }
         }
         toml::Value::Table(t) => {
             for (k, v) in t.iter_mut() {
-                substitute_all(&format!("{at}.{k}"), v, env, problems, taken);
+                substitute_all(At::key(Some(&at), k), v, env, problems, taken);
             }
         }
         _ => {}

@@ -241,3 +241,17 @@ fn other_values_are_checked() {
     assert_eq!(c.server.trusted_proxies.len(), 2);
     assert!(!c.storage.url.display_masked().contains("pw"));
 }
+
+#[test]
+fn credentials_are_named_by_their_key_and_paths_spelled_only_when_asked() {
+    use super::At;
+    let tenants = At::key(None, "tenants");
+    let third = At::index(&tenants, 2);
+    let section = At::key(Some(&third), "sinopac");
+    let hash = At::key(Some(&section), "hash_b2");
+    assert!(hash.is_credential());
+    assert_eq!(hash.spelled(), "tenants[2].sinopac.hash_b2");
+    assert!(!At::key(Some(&section), "shop_no").is_credential());
+    let admin = At::key(None, "admin");
+    assert!(!At::key(Some(&admin), "api_token").is_credential(), "only a tenant's");
+}
