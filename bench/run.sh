@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh - payrelay next to the baselines of ../shared/bench, in one run:
+# (then bench/scale.sh's drain, RSS, start-up and routing figures, and the
+# goal ratios of issue 14 as the last line)
 # notify (fixed signed body: verify + dedup), notify-unique (every request a
 # new durable insert and a delivery), checkout; 1, 16 and 128 connections;
 # payrelay, the PHP original and a pure nginx hop, rounds interleaved.
@@ -71,6 +73,27 @@ SCENARIOS="${SCENARIOS:-notify notify-unique checkout}" ROUNDS="${ROUNDS:-2}" RE
     "$SHARED/compare.sh" payrelay=http://127.0.0.1:18082 php=http://127.0.0.1:18080 nginx-proxy=http://127.0.0.1:18081
 echo "RSS after the load: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/$PID/status)"
 
+# What payrelay stored and delivered: once the queue drains (bounded wait),
+# every accepted notification must be delivered, none pending or dead.
+python3 - <<'PY'
+import sqlite3, time
+db = sqlite3.connect("/tmp/bench-run/payrelay.db")
+for _ in range(120):
+    pending = db.execute("SELECT COUNT(*) FROM callbacks WHERE status = 'pending'").fetchone()[0]
+    if pending == 0:
+        break
+    time.sleep(0.5)
+rows = db.execute("SELECT status, COUNT(*) FROM callbacks GROUP BY status").fetchall()
+print("\npayrelay store after the run:", ", ".join("%s %d" % r for r in rows) or "empty")
+PY
+
+# The figures that are not req/s (drain, RSS with a backlog, start-up with
+# 10,000 tenants, routing cost, one SQLite commit): bench/scale.sh, on the
+# same build, with this payrelay stopped first.
+kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
+echo
+PAYRELAY_BIN="$ROOT/target/release/payrelay" "$ROOT/bench/scale.sh"
+
 # The goal ratios of issue 14 at 128 connections (best round of each).
 python3 - "$RESULTS" <<'PY'
 import sys
@@ -95,18 +118,4 @@ for sc, (rps_goal, cpu_goal) in goals.items():
     out.append("%s: req/s %.2f× nginx (goal ≥ %.1f×), cpu %s, %.1f× PHP req/s (goal ≥ 5×)"
                % (sc, p[0] / n[0], rps_goal, cpu, p[0] / h[0]))
 print("\ngoals at 128 connections: " + "; ".join(out))
-PY
-
-# What payrelay stored and delivered: once the queue drains (bounded wait),
-# every accepted notification must be delivered, none pending or dead.
-python3 - <<'PY'
-import sqlite3, time
-db = sqlite3.connect("/tmp/bench-run/payrelay.db")
-for _ in range(120):
-    pending = db.execute("SELECT COUNT(*) FROM callbacks WHERE status = 'pending'").fetchone()[0]
-    if pending == 0:
-        break
-    time.sleep(0.5)
-rows = db.execute("SELECT status, COUNT(*) FROM callbacks GROUP BY status").fetchall()
-print("\npayrelay store after the run:", ", ".join("%s %d" % r for r in rows) or "empty")
 PY

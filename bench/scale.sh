@@ -7,6 +7,7 @@
 #   bench/scale.sh                      # BACKLOG=100000 DURATION=10s
 #   BACKLOG=20000 DURATION=5s bench/scale.sh
 #   PAYRELAY_BIN=/tmp/payrelay-before bench/scale.sh   # an earlier build, to compare
+#   PARTS=backlog bench/scale.sh                       # only some of: tenants commit backlog
 #
 # Uses ../shared/bench (up.sh starts the fast nginx tenants on 18101-18105
 # and installs wrk); loopback only; everything in /tmp/bench-scale.
@@ -15,6 +16,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
 [ -x "$SHARED/up.sh" ] || { echo "bench/scale.sh: no baselines at $SHARED (set SHARED_BENCH)" >&2; exit 2; }
 BACKLOG="${BACKLOG:-100000}"
+PARTS="${PARTS:-tenants commit backlog}"   # which of the three parts to run
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 DURATION="${DURATION:-10s}"
 W=/tmp/bench-scale
 BIN="${PAYRELAY_BIN:-$ROOT/target/release/payrelay}"   # PAYRELAY_BIN: a binary built earlier
@@ -79,8 +82,8 @@ hit() {
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "== routing cost and start-up by table size (signed notify, dedup hit, 128 connections)"
-for n in 5 10000; do
+part tenants && echo "== routing cost and start-up by table size (signed notify, dedup hit, 128 connections)"
+part tenants && for n in 5 10000; do
     table "$n" "$W/tenants-$n.toml"
     target=$(( n / 2 ))
     suffix=$(printf '%04d' "$target")
@@ -98,8 +101,8 @@ for n in 5 10000; do
 done
 
 echo
-echo "== one SQLite commit (WAL, synchronous=FULL, one row) beside notify-unique at 1 connection"
-python3 - "$W" <<'PY'
+part commit && echo "== one SQLite commit (WAL, synchronous=FULL, one row) beside notify-unique at 1 connection"
+part commit && python3 - "$W" <<'PY'
 import sqlite3, statistics, sys, time
 db = sqlite3.connect(f"{sys.argv[1]}/commit-probe.db", isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=FULL")
@@ -120,9 +123,12 @@ head, ro = text.split('id = "ro"', 1)
 ro = ro.replace("[tenants.funpoint]", '[tenants.funpoint]\nverify = "none"', 1)
 open(sys.argv[2], "w").write(head + 'id = "ro"' + ro)
 PY
-start "$W/bench.toml"
-printf 'notify-unique, 1 connection: %s\n' "$(UNIQUE=1 hit "" 1)"
-stop
+if part commit; then
+    start "$W/bench.toml"
+    printf 'notify-unique, 1 connection: %s\n' "$(UNIQUE=1 hit "" 1)"
+    stop
+fi
+part backlog || exit 0
 
 echo
 echo "== a backlog of $BACKLOG pending callbacks drained to a fast tenant"
