@@ -270,14 +270,19 @@ async fn readyz_answers_when_storage_does() {
     assert_eq!(res.status(), 200);
 }
 
-#[tokio::test]
-async fn a_resend_after_the_dedup_window_is_a_new_callback() {
-    need_backend!();
+/// A gateway whose dedup window is one hour, its tenant, a notification.
+async fn one_hour_window() -> (MockServer, TestApp, String) {
     let tenant = MockServer::start().await;
     let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
         .replace("timeout = \"700ms\"", "timeout = \"700ms\"\ndedup_window = \"1h\"");
     let app = spawn_app(&config).await;
-    let body = notification("FP24112215304501", "T1", "交易成功");
+    (tenant, app, notification("FP24112215304501", "T1", "交易成功"))
+}
+
+#[tokio::test]
+async fn a_resend_after_the_dedup_window_is_a_new_callback() {
+    need_backend!();
+    let (tenant, app, body) = one_hour_window().await;
     assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
     assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
     eventually("the first delivery", WAIT, || tenant.received().len() == 1).await;
@@ -296,11 +301,7 @@ async fn a_resend_after_the_dedup_window_is_a_new_callback() {
 #[tokio::test]
 async fn a_resend_answered_from_memory_still_ends_with_the_window() {
     need_backend!();
-    let tenant = MockServer::start().await;
-    let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "")
-        .replace("timeout = \"700ms\"", "timeout = \"700ms\"\ndedup_window = \"1h\"");
-    let app = spawn_app(&config).await;
-    let body = notification("FP24112215304501", "T1", "交易成功");
+    let (tenant, app, body) = one_hour_window().await;
     assert_eq!(post(&app, "/funpoint/notify", &body).await.2, "1|OK");
     app.until_status(&app.rows().await[0].id, Status::Delivered, WAIT).await;
     for _ in 0..3 {
