@@ -29,6 +29,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub(crate) use admin::cross_site;
 pub use server::serve;
 pub use state::AppState;
 

@@ -193,23 +193,37 @@ impl Sandbox {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    // The page's own buttons: a page elsewhere must not press them (a
+    // developer's browser on a hostile site would otherwise pay, forge and
+    // send webhooks from here). AioCheckOut comes from the shop's site by
+    // design, and the query APIs from servers.
+    let buttons = Router::new()
+        .route("/outage", post(pages::toggle_outage))
+        .route("/pay/{n}/{action}", post(funpoint::buyer_action))
+        .route("/trades/{n}/{action}", post(funpoint::merchant_action))
+        .route("/send/{provider}/{kind}", post(others::send))
+        .route_layer(axum::middleware::from_fn(same_site));
     Router::new()
         .route("/", get(pages::index))
         .route("/style.css", get(pages::style))
-        .route("/outage", post(pages::toggle_outage))
         .route("/Cashier/AioCheckOut/V5", post(funpoint::checkout))
         .route("/pay/{n}", get(funpoint::pay_page))
-        .route("/pay/{n}/{action}", post(funpoint::buyer_action))
-        .route("/trades/{n}/{action}", post(funpoint::merchant_action))
+        .merge(buttons)
         .route("/Cashier/QueryTradeInfo/V5", post(funpoint::query_trade_info))
         .route("/Cashier/QueryCreditCardPeriodInfo", post(funpoint::query_period_info))
-        .route("/send/{provider}/{kind}", post(others::send))
         .route("/transactions/{id}", get(others::oen_transaction))
         .route("/tpc/transaction/query", post(others::tappay_query))
         .route("/sinopac/Nonce", post(others::sinopac_nonce))
         .route("/sinopac/Order", post(others::sinopac_order))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
+}
+
+async fn same_site(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    if crate::http::cross_site(request.headers(), "http") {
+        return pages::error(http::StatusCode::FORBIDDEN, "refused: a button of this page pressed from another site");
+    }
+    next.run(request).await
 }
 
 #[derive(Debug, clap::Args)]

@@ -220,6 +220,35 @@ async fn the_sandbox_resends_until_answered_1_ok_and_answers_queries_truthfully(
     sandbox.stop().await;
 }
 
+/// The attack: a hostile page the developer visits posts to the sandbox on
+/// 127.0.0.1 to make it pay, forge or send webhooks.
+#[tokio::test]
+async fn a_page_on_another_site_cannot_press_the_sandboxs_buttons() {
+    let receiver = MockServer::start().await;
+    let mut options = SandboxOptions::stage("127.0.0.1:0".parse().unwrap());
+    options.webhooks = Some(receiver.url());
+    let sandbox = Sandbox::start(options).await.unwrap();
+    let client = payrelay::startup::http_client().unwrap();
+    let press = |path: &str, header: (&'static str, String)| {
+        client.post(format!("{}{path}", sandbox.url())).header(header.0, header.1).send()
+    };
+    let evil = ("origin", "http://evil.example".to_owned());
+    let cross = ("sec-fetch-site", "cross-site".to_owned());
+    for (path, header) in [("/send/oen/paid", evil.clone()), ("/send/tappay/forged", cross.clone()), ("/outage", cross)]
+    {
+        let r = press(path, header).await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert_eq!(press("/pay/0/card", evil).await.unwrap().status(), 403);
+    // The page itself (same origin) still works.
+    let own = ("origin", sandbox.url());
+    assert_eq!(press("/send/oen/paid", own).await.unwrap().status(), 303);
+    eventually("the one webhook", WITHIN, || !receiver.received().is_empty()).await;
+    assert_eq!(receiver.received().len(), 1);
+    assert_eq!(receiver.received()[0].path_and_query, "/oen/notify");
+    sandbox.stop().await;
+}
+
 #[tokio::test]
 async fn forged_webhooks_from_the_sandbox_are_never_delivered_to_the_demo_shop() {
     let demo = demo().await;

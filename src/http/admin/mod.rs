@@ -126,7 +126,7 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 
 /// A browser's POST from another site (Basic credentials are sent along
 /// with those too): refused. Tools that send neither header pass.
-fn cross_site(headers: &HeaderMap, scheme: &str) -> bool {
+pub(crate) fn cross_site(headers: &HeaderMap, scheme: &str) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return !matches!(site, "same-origin" | "none");
     }
