@@ -242,18 +242,15 @@ fn recent_key(provider: &dyn Provider, dedup_key: &str) -> String {
     format!("{}\n{dedup_key}", provider.name())
 }
 
-/// The conflict fields' values, exactly as this callback carries them.
+/// The conflict fields' values, exactly as this callback carries them, each
+/// prefixed with its length (no value can pass for another's neighbours).
 fn fingerprint(provider: &dyn Provider, parsed: &Parsed) -> String {
     let mut out = String::new();
     for f in provider.conflict_fields() {
         match parsed.field(f) {
-            Some(v) => {
-                out.push('=');
-                out.push_str(&v);
-            }
-            None => out.push('-'),
+            Some(v) => out.push_str(&format!("{}:{v};", v.len())),
+            None => out.push_str("-;"),
         }
-        out.push('\n');
     }
     out
 }
