@@ -28,7 +28,13 @@ cd "$ROOT"
 "$SHARED/up.sh" >/dev/null
 rm -rf "$W" && mkdir -p "$W"
 PID=""
-stop() { [ -z "$PID" ] || { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; }; }
+# payrelay is ready.py's child, not ours: wait for it by polling.
+stop() {
+    [ -z "$PID" ] && return
+    kill "$PID" 2>/dev/null || true
+    for _ in $(seq 1 1000); do kill -0 "$PID" 2>/dev/null || break; sleep 0.01; done
+    PID=""
+}
 cleanup() { stop; "$SHARED/down.sh" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -37,15 +43,11 @@ rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' "/proc/$PID/status"; }
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$PID/stat"; }
 
 # Starts payrelay on config $1 (PID); START_MS: start → /readyz in ms.
+# Polled by bench/ready.py from one process: a curl per poll would add ~10 ms.
 start() {
-    local t0; t0=$(date +%s%N)
-    RUST_LOG=warn "$BIN" serve --config "$1" --listen "127.0.0.1:$PORT" > "$W/payrelay.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 1 3000); do
-        curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
-        sleep 0.002
-    done
-    START_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+    read -r PID START_MS < <(RUST_LOG=warn python3 "$ROOT/bench/ready.py" "$PORT" "$W/payrelay.log" \
+        "$BIN" serve --config "$1" --listen "127.0.0.1:$PORT")
+    [ "$START_MS" -ge 0 ] || { echo "bench/scale.sh: payrelay did not get ready:" >&2; cat "$W/payrelay.log" >&2; exit 1; }
 }
 
 # A routes table of $1 tenants (4-digit order suffixes), every one at the

@@ -36,13 +36,17 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let client = http_client_via(config.server.outbound_proxy.as_ref())?;
         if crate::metrics::handle().is_none() {
             tracing::warn!("another metrics recorder is installed; /metrics answers 503");
         }
+        // Reading the system's CA certificates and migrating a new store both
+        // take milliseconds: side by side (start-up, issue 14).
+        let proxy = config.server.outbound_proxy.clone();
+        let client = tokio::task::spawn_blocking(move || http_client_via(proxy.as_ref()));
         let store = Store::open(&config.storage)
             .await
             .with_context(|| format!("cannot open storage {}", config.storage.url.display_masked()))?;
+        let client = client.await.context("building the outbound client")??;
         log_warnings(&config);
         let header_timeout = config.server.request_timeout;
         let (max_body, request_timeout) = (config.server.max_body_bytes, config.server.request_timeout);

@@ -255,3 +255,27 @@ fn credentials_are_named_by_their_key_and_paths_spelled_only_when_asked() {
     let admin = At::key(None, "admin");
     assert!(!At::key(Some(&admin), "api_token").is_credential(), "only a tenant's");
 }
+
+/// A table large enough to be checked on two threads reports what a small
+/// one would, in the tenants' order, across the halves too.
+#[test]
+fn a_large_table_reports_every_problem_in_order() {
+    let mut text = String::from("[providers.funpoint]\norder_suffix_len = 4\n");
+    for i in 0..2_500 {
+        let base = if i == 10 || i == 2_400 { "ftp://bad" } else { "https://shop.example" };
+        // Tenant 2,300 takes tenant 5's domain code: a duplicate across the halves.
+        let code = if i == 2_300 { 5 } else { i };
+        text.push_str(&format!(
+            "[[tenants]]\nid = \"t{i:04}\"\nbase_url = \"{base}\"\ndomain_codes = [\"c{code}\"]\norder_suffix = \"{i:04}\"\n"
+        ));
+    }
+    let all = problems(&text);
+    let at = |needle: &str| all.iter().position(|p| p.contains(needle)).unwrap_or_else(|| panic!("{needle}: {all:?}"));
+    assert!(at("tenant \"t0010\": base_url") < at("tenant \"t2400\": base_url"));
+    assert_problem(&text, &["t2300", "c5"]);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let fixed = text
+        .replace("ftp://bad", "https://shop.example")
+        .replace("[\"c5\"]\norder_suffix = \"2300\"", "[\"c2300\"]\norder_suffix = \"2300\"");
+    assert_eq!(ok(&fixed).table.tenants().len(), 2_500);
+}
