@@ -133,10 +133,16 @@ pub(super) struct Dialect {
 
 /// Where a backend's connections come from.
 pub(super) trait Backend: Send + Sync + 'static {
+    /// A connection for reads.
     type Conn: Conn;
+    /// The writer's connection.
+    type WriteConn: Conn;
+    /// The writer runs on a thread of its own (its connection blocks the
+    /// thread it runs on) rather than as a task of the runtime.
+    const WRITER_THREAD: bool;
     fn dialect() -> &'static Dialect;
     /// The connection the writer's transactions run on.
-    fn write_conn(&self) -> impl Future<Output = Result<Self::Conn, sqlx::Error>> + Send;
+    fn write_conn(&self) -> impl Future<Output = Result<Self::WriteConn, sqlx::Error>> + Send;
     /// A connection for reads (alongside the writer).
     fn read_conn(&self) -> impl Future<Output = Result<Self::Conn, sqlx::Error>> + Send;
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -45,7 +45,7 @@ impl<B: Backend> Engine<B> {
         let mut conn = backend.write_conn().await?;
         ops::migrate(&mut conn, &sql, !beside_a_server).await?;
         let (backend, clock) = (Arc::new(backend), Clock::default());
-        let writer = writer::spawn(backend.clone(), sql.clone(), clock.clone(), conn);
+        let writer = writer::spawn(backend.clone(), sql.clone(), clock.clone(), conn).map_err(StoreError::Writer)?;
         Ok(Self { backend, sql, writer, clock })
     }
 

@@ -19,6 +19,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod sqlite_writer;
 mod types;
 mod writer;
 
@@ -42,6 +43,8 @@ pub enum StoreError {
     CreateDir { path: String, source: std::io::Error },
     #[error("storage: the writer has stopped")]
     WriterGone,
+    #[error("storage: cannot start the writer: {0}")]
+    Writer(std::io::Error),
     #[error("storage: no answer within {0:?}")]
     Timeout(Duration),
 }

@@ -56,12 +56,14 @@ impl PgBackend {
 
 impl Backend for PgBackend {
     type Conn = PoolConnection<sqlx::Postgres>;
+    type WriteConn = PoolConnection<sqlx::Postgres>;
+    const WRITER_THREAD: bool = false;
 
     fn dialect() -> &'static Dialect {
         &DIALECT
     }
 
-    async fn write_conn(&self) -> Result<Self::Conn, sqlx::Error> {
+    async fn write_conn(&self) -> Result<Self::WriteConn, sqlx::Error> {
         self.pool.acquire().await
     }
 

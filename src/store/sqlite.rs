@@ -1,10 +1,11 @@
 //! The embedded backend: one SQLite file in WAL mode with `synchronous =
 //! FULL`, so a commit is on disk (fsync) when it returns. One connection
-//! writes (the store's writer owns it); a small pool reads alongside (WAL
-//! lets reads run during a write). SQLite is for one instance: at open,
-//! leases left by a previous run are given back at once.
+//! writes (the store's writer owns it, on its own thread:
+//! [`super::sqlite_writer`]); a small sqlx pool reads alongside (WAL lets
+//! reads run during a write). SQLite is for one instance: at open, leases
+//! left by a previous run are given back at once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -12,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::StoreError;
 use super::backend::{Backend, Dialect};
+use super::sqlite_writer::WriterConn;
 
 pub(super) static DIALECT: Dialect = Dialect {
     numbered_with: '?',
@@ -33,7 +35,7 @@ pub(super) static DIALECT: Dialect = Dialect {
 };
 
 pub(super) struct SqliteBackend {
-    write: SqlitePool,
+    path: PathBuf,
     read: SqlitePool,
 }
 
@@ -47,7 +49,8 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // Opened first: it puts the file in WAL mode.
+        drop(WriterConn::open(path)?);
         // SQLite gives the -wal and -shm files the database's mode; make sure.
         for suffix in ["-wal", "-shm"] {
             let mut name = path.as_os_str().to_owned();
@@ -55,19 +58,21 @@ impl SqliteBackend {
             restrict(Path::new(&name), 0o600);
         }
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        Ok(Self { write, read })
+        Ok(Self { path: path.to_owned(), read })
     }
 }
 
 impl Backend for SqliteBackend {
     type Conn = PoolConnection<sqlx::Sqlite>;
+    type WriteConn = WriterConn;
+    const WRITER_THREAD: bool = true;
 
     fn dialect() -> &'static Dialect {
         &DIALECT
     }
 
-    async fn write_conn(&self) -> Result<Self::Conn, sqlx::Error> {
-        self.write.acquire().await
+    async fn write_conn(&self) -> Result<Self::WriteConn, sqlx::Error> {
+        WriterConn::open(&self.path)
     }
 
     async fn read_conn(&self) -> Result<Self::Conn, sqlx::Error> {
@@ -76,7 +81,6 @@ impl Backend for SqliteBackend {
 
     async fn close(&self) {
         self.read.close().await;
-        self.write.close().await;
     }
 }
 

@@ -58,13 +58,26 @@ struct Writer<B: Backend> {
     sql: Arc<Sql>,
     clock: Clock,
     /// Kept between batches; `None` after a failure, taken afresh next time.
-    conn: Option<B::Conn>,
+    conn: Option<B::WriteConn>,
 }
 
-pub(super) fn spawn<B: Backend>(backend: Arc<B>, sql: Arc<Sql>, clock: Clock, conn: B::Conn) -> mpsc::Sender<Op> {
+/// Starts the writer: a task, or a thread of its own with a one-thread
+/// runtime for a backend whose connection blocks ([`Backend::WRITER_THREAD`]).
+pub(super) fn spawn<B: Backend>(
+    backend: Arc<B>,
+    sql: Arc<Sql>,
+    clock: Clock,
+    conn: B::WriteConn,
+) -> std::io::Result<mpsc::Sender<Op>> {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(Writer { backend, sql, clock, conn: Some(conn) }.run(rx));
-    tx
+    let writer = Writer { backend, sql, clock, conn: Some(conn) };
+    if !B::WRITER_THREAD {
+        tokio::spawn(writer.run(rx));
+        return Ok(tx);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    std::thread::Builder::new().name("store-writer".into()).spawn(move || runtime.block_on(writer.run(rx)))?;
+    Ok(tx)
 }
 
 impl<B: Backend> Writer<B> {
