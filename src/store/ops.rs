@@ -357,41 +357,44 @@ pub(super) async fn stats<C: Conn>(mut c: C, sql: &Sql) -> Result<Stats> {
     Ok(Stats { by_status, oldest_pending_ms, open_orders, oldest_open_order_ms })
 }
 
-/// Applies the backend's migrations not yet applied, each in a transaction
-/// of its own (under the backend's lock when instances share the store);
-/// one instance per store gives back the leases of its previous run.
+/// Applies the backend's migrations not yet applied, all in one
+/// transaction (under the backend's lock when instances share the store):
+/// a new store is made with one commit, not one per migration, and a failed
+/// migration leaves the store as it was. One instance per store gives back
+/// the leases of its previous run.
 pub(super) async fn migrate<C: Conn>(c: &mut C, sql: &Sql, release: bool) -> Result<()> {
-    for &(version, script) in sql.dialect.migrations {
-        c.execute(&sql.begin, Vec::new()).await?;
-        let step = async {
-            if let Some(lock) = sql.dialect.migration_lock {
-                c.script(lock).await?;
+    c.execute(&sql.begin, Vec::new()).await?;
+    match pending_migrations(c, sql).await {
+        Ok(applied) => {
+            c.execute(&sql.commit, Vec::new()).await?;
+            for version in applied {
+                tracing::info!(version, "storage migrated");
             }
-            c.execute(&sql.migrations_table, Vec::new()).await?;
-            if !c.fetch(&sql.migration_done, vec![Arg::from(version)]).await?.is_empty() {
-                return Ok(false);
-            }
-            c.script(script).await?;
-            c.execute(&sql.migration_note, vec![Arg::from(version), Arg::from(now_ms())]).await?;
-            Ok(true)
         }
-        .await;
-        let applied = match step {
-            Ok(applied) => {
-                c.execute(&sql.commit, Vec::new()).await?;
-                applied
-            }
-            Err(e) => {
-                let _ = c.execute(&sql.rollback, Vec::new()).await;
-                return Err(e);
-            }
-        };
-        if applied {
-            tracing::info!(version, "storage migrated");
+        Err(e) => {
+            let _ = c.execute(&sql.rollback, Vec::new()).await;
+            return Err(e);
         }
     }
     if release && sql.dialect.single_instance {
         c.execute(&sql.release_all, Vec::new()).await?;
     }
     Ok(())
+}
+
+/// Inside [`migrate`]'s transaction: the versions it applied.
+async fn pending_migrations<C: Conn>(c: &mut C, sql: &Sql) -> Result<Vec<i64>> {
+    if let Some(lock) = sql.dialect.migration_lock {
+        c.script(lock).await?;
+    }
+    c.execute(&sql.migrations_table, Vec::new()).await?;
+    let mut applied = Vec::new();
+    for &(version, script) in sql.dialect.migrations {
+        if c.fetch(&sql.migration_done, vec![Arg::from(version)]).await?.is_empty() {
+            c.script(script).await?;
+            c.execute(&sql.migration_note, vec![Arg::from(version), Arg::from(now_ms())]).await?;
+            applied.push(version);
+        }
+    }
+    Ok(applied)
 }
