@@ -357,11 +357,10 @@ pub(super) async fn stats<C: Conn>(mut c: C, sql: &Sql) -> Result<Stats> {
     Ok(Stats { by_status, oldest_pending_ms, open_orders, oldest_open_order_ms })
 }
 
-/// Applies the backend's migrations not yet applied, all in one
-/// transaction (under the backend's lock when instances share the store):
-/// a new store is made with one commit, not one per migration, and a failed
-/// migration leaves the store as it was. One instance per store gives back
-/// the leases of its previous run.
+/// Applies the migrations not yet applied in one transaction (under the
+/// backend's lock when instances share the store): a new store is one
+/// commit, a failed migration leaves it as it was. One instance per store
+/// gives back the leases of its previous run.
 pub(super) async fn migrate<C: Conn>(c: &mut C, sql: &Sql, release: bool) -> Result<()> {
     c.execute(&sql.begin, Vec::new()).await?;
     match pending_migrations(c, sql).await {
