@@ -160,13 +160,15 @@ impl WriterConn {
                 }
             }
         });
+        // The message read before the reset, which may set another.
+        let result = result.map_err(|rc| self.error(rc));
         // SAFETY: as above. Clearing the bindings drops SQLite's pointers
         // into `args` (bound without a copy) before `args` is dropped.
         unsafe {
             ffi::sqlite3_reset(stmt);
             ffi::sqlite3_clear_bindings(stmt);
         }
-        result.map_err(|rc| self.error(rc))
+        result
     }
 }
 

@@ -50,6 +50,7 @@ async fn errors_are_errors_and_the_statement_is_usable_after_one() {
     let e = c.execute(&insert, vec![Arg::from("a")]).await.unwrap_err();
     let db = e.as_database_error().expect("a database error");
     assert!(db.is_unique_violation(), "{db}");
+    assert!(db.message().contains("UNIQUE constraint failed: k.id"), "{db}");
     assert_eq!(c.execute(&insert, vec![Arg::from("b")]).await.unwrap(), 1);
     assert!(c.execute(&sql("SELEC nothing"), Vec::new()).await.is_err());
     let two = sql("INSERT INTO k (id) VALUES ('c'); DELETE FROM k");
