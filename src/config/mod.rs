@@ -14,7 +14,8 @@ mod verify;
 use std::borrow::Cow;
 use std::path::Path;
 
-use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use table::{
     AckMode, AdminConfig, BaseUrl, Config, DeliveryConfig, FunpointSettings, FunpointTenant, FunpointVerify,
@@ -63,15 +64,29 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         substitute_all(At::key(None, key.get_ref()), value.get_mut(), env, &mut problems, &mut taken);
     }
 
-    let mut unknown = Vec::new();
     let names = tenant_names(doc.get_ref());
+    // The tenants are read apart from the rest, one at a time (issue 14).
+    let tenants = match doc.get_mut().remove("tenants") {
+        Some(t) if t.get_ref().is_array() => match t.into_inner() {
+            DeValue::Array(items) => Some(items.into_iter().collect::<Vec<_>>()),
+            _ => None,
+        },
+        Some(other) => {
+            // Not an array: left for the raw mirror to refuse.
+            doc.get_mut().insert(Spanned::new(0..0, Cow::Borrowed("tenants")), other);
+            None
+        }
+        None => None,
+    };
+    let mut unknown = Vec::new();
     let raw: Result<raw::RawConfig, _> = serde_ignored::deserialize(toml::de::Deserializer::from(doc), |path| {
         unknown.push(describe_path(&path.to_string(), &names))
     });
     for key in unknown {
         problems.push(format!("{key}: unknown key"));
     }
-    let raw = match raw {
+    let tenants = tenants.map(|items| read_tenants(items, &names, &taken, &mut problems));
+    let mut raw = match raw {
         Ok(raw) => raw,
         Err(e) => {
             // A type error quotes the value, which may have come from a ${VAR}.
@@ -79,6 +94,11 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             return Err(ConfigError::Invalid(problems));
         }
     };
+    match tenants {
+        Some(Some(tenants)) => raw.tenants = tenants,
+        Some(None) => return Err(ConfigError::Invalid(problems)),
+        None => {}
+    }
     match Config::try_from(raw) {
         Ok(config) if problems.is_empty() => Ok(config),
         Ok(_) => Err(ConfigError::Invalid(problems)),
@@ -87,6 +107,64 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             Err(ConfigError::Invalid(problems))
         }
     }
+}
+
+/// Tables with this many tenants are read and checked in two halves.
+const TWO_THREADS_FROM: usize = 2_000;
+
+/// `work` over `items` from index 0, or over two halves on two threads when
+/// there are many (a 10,000-tenant table's start-up, issue 14); the
+/// results in order.
+fn halves<T: Send, R: Send>(mut items: Vec<T>, work: impl Fn(usize, Vec<T>) -> R + Sync) -> Vec<R> {
+    if items.len() < TWO_THREADS_FROM {
+        return vec![work(0, items)];
+    }
+    let second = items.split_off(items.len() / 2);
+    let half = items.len();
+    std::thread::scope(|s| {
+        let other = s.spawn(|| work(half, second));
+        let first = work(0, items);
+        vec![first, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))]
+    })
+}
+
+/// The `[[tenants]]` read one at a time, in two halves for a large table;
+/// each one's unknown keys and type errors named by its tenant. `None` if
+/// any could not be read (its problem is in `problems`).
+fn read_tenants(
+    items: Vec<Spanned<DeValue<'_>>>,
+    names: &[String],
+    taken: &[String],
+    problems: &mut Vec<String>,
+) -> Option<Vec<raw::RawTenant>> {
+    let halves = halves(items, |from, items| {
+        let mut found = Vec::new();
+        let read: Vec<Option<raw::RawTenant>> =
+            items.into_iter().enumerate().map(|(i, t)| read_tenant(from + i, t, names, taken, &mut found)).collect();
+        (read, found)
+    });
+    let mut tenants = Vec::new();
+    for (read, found) in halves {
+        problems.extend(found);
+        tenants.extend(read);
+    }
+    tenants.into_iter().collect()
+}
+
+fn read_tenant(
+    i: usize,
+    item: Spanned<DeValue<'_>>,
+    names: &[String],
+    taken: &[String],
+    problems: &mut Vec<String>,
+) -> Option<raw::RawTenant> {
+    let mut unknown = Vec::new();
+    let tenant = serde_ignored::deserialize(ValueDeserializer::from(item), |path| unknown.push(path.to_string()));
+    for key in unknown {
+        problems.push(format!("{}: unknown key", describe_path(&format!("tenants.{i}.{key}"), names)));
+    }
+    let at = || describe_path(&format!("tenants.{i}."), names);
+    tenant.map_err(|e| problems.push(format!("{}{}", at(), redact(e.to_string().trim(), taken)))).ok()
 }
 
 /// `text` with every non-blank value in `secrets` replaced by `***`.

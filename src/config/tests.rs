@@ -265,17 +265,37 @@ fn a_large_table_reports_every_problem_in_order() {
         let base = if i == 10 || i == 2_400 { "ftp://bad" } else { "https://shop.example" };
         // Tenant 2,300 takes tenant 5's domain code: a duplicate across the halves.
         let code = if i == 2_300 { 5 } else { i };
+        let extra = if i == 2_401 { "bogus = 1\n" } else { "" };
         text.push_str(&format!(
-            "[[tenants]]\nid = \"t{i:04}\"\nbase_url = \"{base}\"\ndomain_codes = [\"c{code}\"]\norder_suffix = \"{i:04}\"\n"
+            "[[tenants]]\nid = \"t{i:04}\"\nbase_url = \"{base}\"\ndomain_codes = [\"c{code}\"]\norder_suffix = \"{i:04}\"\n{extra}"
         ));
     }
     let all = problems(&text);
     let at = |needle: &str| all.iter().position(|p| p.contains(needle)).unwrap_or_else(|| panic!("{needle}: {all:?}"));
     assert!(at("tenant \"t0010\": base_url") < at("tenant \"t2400\": base_url"));
     assert_problem(&text, &["t2300", "c5"]);
-    assert_eq!(all.len(), 3, "{all:?}");
-    let fixed = text
+    // Read in the second half, named by its own tenant.
+    assert_problem(&text, &["tenant \"t2401\": bogus: unknown key"]);
+    assert_eq!(all.len(), 4, "{all:?}");
+    let fixed = text.replace("bogus = 1\n", "");
+    let fixed = fixed
         .replace("ftp://bad", "https://shop.example")
         .replace("[\"c5\"]\norder_suffix = \"2300\"", "[\"c2300\"]\norder_suffix = \"2300\"");
     assert_eq!(ok(&fixed).table.tenants().len(), 2_500);
+}
+
+/// A value of the wrong type in a tenant names the tenant and the key, in
+/// a small table and in the second half of a large one.
+#[test]
+fn a_wrong_type_in_a_tenant_names_it() {
+    assert_problem(
+        &format!("{TENANT}[[tenants]]\nid = \"b\"\nbase_url = 5\n"),
+        &["tenant \"b\"", "base_url", "string"],
+    );
+    let mut text = String::new();
+    for i in 0..2_100 {
+        let base = if i == 2_050 { "5".to_owned() } else { "\"https://shop.example\"".to_owned() };
+        text.push_str(&format!("[[tenants]]\nid = \"t{i:04}\"\nbase_url = {base}\n"));
+    }
+    assert_problem(&text, &["tenant \"t2050\"", "base_url", "string"]);
 }

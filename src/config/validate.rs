@@ -225,31 +225,20 @@ fn suffix_len(p: &mut Problems, at: &str, n: u64) -> usize {
 }
 
 /// Validates one tenant's own fields; cross-tenant rules are in `index`.
-/// Each tenant checked on its own; a large table in two halves on two
-/// threads (a third of loading 10,000 tenants, issue 14). The problems keep
-/// the tenants' order.
-fn tenants(p: &mut Problems, mut raw: Vec<RawTenant>) -> Vec<Tenant> {
-    const TWO_THREADS_FROM: usize = 2_000;
-    let convert = |p: &mut Problems, from: usize, raw: Vec<RawTenant>| -> Vec<Tenant> {
-        raw.into_iter().enumerate().map(|(i, t)| tenant(p, from + i, t)).collect()
-    };
-    if raw.len() < TWO_THREADS_FROM {
-        return convert(p, 0, raw);
-    }
-    let half = raw.len() / 2;
-    let second = raw.split_off(half);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| {
-            let mut q = Problems::default();
-            let tenants = convert(&mut q, half, second);
-            (q, tenants)
-        });
-        let mut tenants = convert(p, 0, raw);
-        let (q, rest) = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+/// Each tenant checked on its own, a large table in two halves on two
+/// threads (issue 14's start-up); the problems keep the tenants' order.
+fn tenants(p: &mut Problems, raw: Vec<RawTenant>) -> Vec<Tenant> {
+    let mut tenants = Vec::with_capacity(raw.len());
+    let halves = super::halves(raw, |from, raw| {
+        let mut q = Problems::default();
+        let checked: Vec<Tenant> = raw.into_iter().enumerate().map(|(i, t)| tenant(&mut q, from + i, t)).collect();
+        (q, checked)
+    });
+    for (q, checked) in halves {
         p.0.extend(q.0);
-        tenants.extend(rest);
-        tenants
-    })
+        tenants.extend(checked);
+    }
+    tenants
 }
 
 fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
