@@ -65,18 +65,12 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     }
 
     let names = tenant_names(doc.get_ref());
-    // The tenants are read apart from the rest, one at a time (issue 14).
-    let tenants = match doc.get_mut().remove("tenants") {
-        Some(t) if t.get_ref().is_array() => match t.into_inner() {
-            DeValue::Array(items) => Some(items.into_iter().collect::<Vec<_>>()),
-            _ => None,
-        },
-        Some(other) => {
-            // Not an array: left for the raw mirror to refuse.
-            doc.get_mut().insert(Spanned::new(0..0, Cow::Borrowed("tenants")), other);
-            None
-        }
-        None => None,
+    // The tenants are read apart from the rest, one at a time (issue 14);
+    // anything but an array is left for the raw mirror to refuse.
+    let is_array = doc.get_ref().get("tenants").is_some_and(|t| t.get_ref().is_array());
+    let tenants = match is_array.then(|| doc.get_mut().remove("tenants")).flatten().map(Spanned::into_inner) {
+        Some(DeValue::Array(items)) => Some(items.into_iter().collect::<Vec<_>>()),
+        _ => None,
     };
     let mut unknown = Vec::new();
     let raw: Result<raw::RawConfig, _> = serde_ignored::deserialize(toml::de::Deserializer::from(doc), |path| {

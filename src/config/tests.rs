@@ -299,3 +299,10 @@ fn a_wrong_type_in_a_tenant_names_it() {
     }
     assert_problem(&text, &["tenant \"t2050\"", "base_url", "string"]);
 }
+
+/// `tenants` that is not an array of tables is refused, not dropped.
+#[test]
+fn tenants_that_are_not_an_array_are_refused() {
+    assert_problem("tenants = 5\n", &["tenants", "sequence"]);
+    assert_problem("[tenants]\nid = \"a\"\n", &["tenants", "sequence"]);
+}
