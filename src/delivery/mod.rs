@@ -157,7 +157,7 @@ pub async fn deliver(state: &Worker, mut callback: Claimed, permit: Option<Owned
     );
     match &outcome {
         crate::store::Outcome::Delivered => {
-            tracing::info!(delivery = %callback.id, provider = %callback.provider, tenant, attempt = record.n, status = ?record.status_code, ms = record.duration_ms, "delivered")
+            tracing::debug!(delivery = %callback.id, provider = %callback.provider, tenant, attempt = record.n, status = ?record.status_code, ms = record.duration_ms, "delivered")
         }
         crate::store::Outcome::RetryAt(at) => tracing::warn!(
             delivery = %callback.id, provider = %callback.provider, tenant, attempt = record.n, status = ?record.status_code,

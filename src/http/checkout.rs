@@ -87,7 +87,7 @@ async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, Gateway
     if !config.table.funpoint.payment_origins.contains(&payment.payment_origin) {
         return Err(GatewayError::PaymentOrigin(payment.payment_origin.to_string()));
     }
-    tracing::info!(tenant = %tenant.id, choose_payment = payment.choose_payment().unwrap_or("-"), "checkout relayed");
+    tracing::debug!(tenant = %tenant.id, choose_payment = payment.choose_payment().unwrap_or("-"), "checkout relayed");
     record_order(state, &tenant.id, &payment).await;
     Ok(payment)
 }

@@ -48,6 +48,6 @@ async fn relay_inner(state: &AppState, body: Body) -> Result<Response, GatewayEr
     }
     let fields: Vec<(&str, &str)> =
         fields_for(form.get("RtnCode")).iter().filter_map(|&name| form.get(name).map(|v| (name, v))).collect();
-    tracing::info!(tenant = %tenant.id, "browser return relayed");
+    tracing::debug!(tenant = %tenant.id, "browser return relayed");
     Ok(page::autosubmit(&tenant.base_url.join(&section.result_path), &[tenant.base_url.origin()], &fields))
 }

@@ -34,7 +34,7 @@ async fn sinopac_inner(state: &AppState, body: Body) -> Result<Response, Gateway
     let tenant = routed.tenant;
     let section = tenant.sinopac.as_ref().ok_or(GatewayError::UnknownShop)?;
     let fields: Vec<(&str, &str)> = form.iter().collect();
-    tracing::info!(provider = "sinopac", tenant = %tenant.id, "browser return relayed");
+    tracing::debug!(provider = "sinopac", tenant = %tenant.id, "browser return relayed");
     Ok(page::autosubmit(&tenant.base_url.join(&section.return_path), &[tenant.base_url.origin()], &fields))
 }
 
@@ -54,7 +54,7 @@ pub async fn tappay(State(state): State<AppState>, Path(tenant_id): Path<String>
     let Ok(location) = HeaderValue::from_str(&location) else {
         return page::error(&GatewayError::UnknownTenant, false);
     };
-    tracing::info!(provider = "tappay", tenant = %tenant.id, "browser return redirected");
+    tracing::debug!(provider = "tappay", tenant = %tenant.id, "browser return redirected");
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, location);
