@@ -91,8 +91,8 @@ impl<B: Backend> Engine<B> {
         Ok(self.call(|reply| Op::Verify { seq, note, reply }).await? > 0)
     }
 
-    pub(super) async fn checkout(&self, order: NewOrder) -> Result<u64, StoreError> {
-        self.call(|reply| Op::Checkout(order, reply)).await
+    pub(super) async fn checkout(&self, order: NewOrder) -> Result<(), StoreError> {
+        self.writer.send(Op::Checkout(Box::new(order))).await.map_err(|_| StoreError::WriterGone)
     }
 
     pub(super) async fn claim_orders(&self, which: OrderClaim) -> Result<Vec<Order>, StoreError> {

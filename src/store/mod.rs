@@ -130,8 +130,11 @@ impl Store {
         backend!(self, s => s.verify_note(seq, note).await)
     }
 
-    /// Records a relayed checkout in the ledger (SPEC §9), durably.
-    pub async fn checkout(&self, order: NewOrder) -> Result<u64, StoreError> {
+    /// Hands a relayed checkout to the writer for the ledger (SPEC §9): it
+    /// is committed with the next batch, within 20 ms, and before any
+    /// callback written after it. A failure to commit is logged and counted
+    /// by the writer; an error here means the writer is gone.
+    pub async fn checkout(&self, order: NewOrder) -> Result<(), StoreError> {
         backend!(self, s => s.checkout(order).await)
     }
 

@@ -60,6 +60,9 @@ pub struct NewOrder {
     pub merchant_id: Option<String>,
     pub amount: Option<i64>,
     pub payment_type: Option<String>,
+    /// When the buyer checked out (the order's `created_at`): the writer
+    /// commits it a little later, with its next batch.
+    pub at: i64,
     /// When the reconciler first asks, if no payment result came by then.
     pub first_query_at: i64,
     /// A recurring order: (how long after a payment the next period is
@@ -224,7 +227,7 @@ impl OrderSql {
             reconciled_since: spell("SELECT tenant, merchant_trade_no FROM orders WHERE reconciled_at >= $1"),
             timeline: spell(
                 "SELECT at, kind, callback_id, detail FROM order_events
-                 WHERE tenant = $1 AND merchant_trade_no = $2 ORDER BY at, kind",
+                 WHERE tenant = $1 AND merchant_trade_no = $2 ORDER BY at, kind <> 'checkout', kind",
             ),
         }
     }
@@ -265,21 +268,21 @@ async fn event<C: Conn>(
     c.execute(&sql.event, args).await.map(drop)
 }
 
-pub(super) async fn checkout<C: Conn>(c: &mut C, sql: &OrderSql, o: &NewOrder, now: i64) -> Result<u64> {
+pub(super) async fn checkout<C: Conn>(c: &mut C, sql: &OrderSql, o: &NewOrder) -> Result<u64> {
     let args = vec![
         Arg::from(o.tenant.as_str()),
         Arg::from(o.merchant_trade_no.as_str()),
         Arg::from(o.merchant_id.as_deref()),
         Arg::from(o.amount),
         Arg::from(o.payment_type.as_deref()),
-        Arg::from(now),
+        Arg::from(o.at),
         Arg::from(o.first_query_at),
         Arg::from(o.recurring.map(|(p, _)| p)),
         Arg::from(o.recurring.map(|(_, n)| n)),
     ];
     let n = c.execute(&sql.checkout, args).await?;
     let detail = format!("{} {}", o.payment_type.as_deref().unwrap_or("-"), o.amount.unwrap_or_default());
-    event(c, sql, (&o.tenant, &o.merchant_trade_no), now, "checkout", None, &detail).await?;
+    event(c, sql, (&o.tenant, &o.merchant_trade_no), o.at, "checkout", None, &detail).await?;
     Ok(n)
 }
 

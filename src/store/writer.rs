@@ -6,9 +6,12 @@
 //! after its own row is committed.
 //!
 //! Attempt records need not be on disk before anything is answered (a lost
-//! one means an attempt made again), so they wait up to [`RECORD_DELAY`] to
+//! one means an attempt made again), and neither need the ledger's
+//! checkouts (a lost one means one order not reconciled: the gateway died
+//! within [`RECORD_DELAY`] of relaying it); both wait up to that long to
 //! ride along with the next batch of accepts instead of paying a commit of
-//! their own.
+//! their own. A checkout is run before the accepts it rides with, so a
+//! callback always finds the order it names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +40,8 @@ pub(super) enum Op {
     Verify { seq: i64, note: VerifyNote, reply: Reply<u64> },
     Replay { what: Replay, reply: Reply<u64> },
     Purge(PurgePolicy, Reply<Purged>),
-    Checkout(NewOrder, Reply<u64>),
+    /// Not answered: a failure is logged and counted here.
+    Checkout(Box<NewOrder>),
     ClaimOrders(OrderClaim, Reply<Vec<Order>>),
     Queried(OrderQueried, Reply<u64>),
     Close(oneshot::Sender<()>),
@@ -114,7 +118,7 @@ impl<B: Backend> Writer<B> {
             for op in batch.drain(..) {
                 match op {
                     Op::Close(tx) => close = Some(tx),
-                    op @ Op::Record { .. } => deferred.push(op),
+                    op @ (Op::Record { .. } | Op::Checkout(_)) => deferred.push(op),
                     other => ops.push(other),
                 }
             }
@@ -176,6 +180,11 @@ impl<B: Backend> Writer<B> {
 /// The ops of one transaction: accepts and records in multi-row
 /// statements, the rest one by one, each op's result in its place.
 async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Vec<Done>, sqlx::Error> {
+    for op in ops {
+        if let Op::Checkout(order) = op {
+            orders::checkout(c, &sql.orders, order).await?;
+        }
+    }
     let accepts: Vec<&NewCallback> =
         ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(&**n) } else { None }).collect();
     let mut accepted = ops::accept_all(c, sql, &accepts, now).await?.into_iter();
@@ -193,7 +202,7 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
             Op::Accept(..) => {
                 Done::Accepted(accepted.next().ok_or_else(|| sqlx::Error::Protocol("accept result missing".into()))?)
             }
-            Op::Record { .. } => Done::Recorded,
+            Op::Record { .. } | Op::Checkout(_) => Done::Recorded,
             Op::Claim { owner, lease, limit, id, .. } => {
                 Done::Claimed(ops::claim(c, sql, owner, *lease, *limit, id.as_deref(), now).await?)
             }
@@ -201,7 +210,6 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
             Op::Verify { seq, note, .. } => Done::Count(ops::verify_note(c, sql, *seq, note, now).await?),
             Op::Replay { what, .. } => Done::Count(ops::replay(c, sql, what, now).await?),
             Op::Purge(policy, _) => Done::Purged(ops::purge(c, sql, policy).await?),
-            Op::Checkout(order, _) => Done::Count(orders::checkout(c, &sql.orders, order, now).await?),
             Op::ClaimOrders(which, _) => Done::Orders(orders::claim(c, &sql.orders, which).await?),
             Op::Queried(q, _) => Done::Count(orders::queried(c, &sql.orders, q, now).await?),
             Op::Close(_) => continue,
@@ -219,7 +227,7 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         Op::Accept(_, tx) => send(tx, result, |d| if let Done::Accepted(a) = d { Some(a) } else { None }),
         Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
         Op::Record { reply, .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
-        Op::Checkout(_, reply) | Op::Queried(_, reply) => {
+        Op::Queried(_, reply) => {
             send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
         }
         Op::ClaimOrders(_, reply) => send(reply, result, |d| if let Done::Orders(o) = d { Some(o) } else { None }),
@@ -227,6 +235,12 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
             send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
         }
         Op::Purge(_, tx) => send(tx, result, |d| if let Done::Purged(p) = d { Some(p) } else { None }),
+        Op::Checkout(order) => {
+            if let Err(e) = result {
+                tracing::error!(tenant = order.tenant, order = order.merchant_trade_no, error = %e, "cannot record the checkout in the order ledger; it will not be reconciled");
+                crate::metrics::reconcile_error("ledger_write");
+            }
+        }
         Op::Close(tx) => {
             let _ = tx.send(());
         }

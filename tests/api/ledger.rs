@@ -41,8 +41,17 @@ impl Shop {
         self.f.tenant.reply(Reply::text(200, "1|OK"));
     }
 
+    /// ORDER as the ledger has it. A checkout reaches the ledger with the
+    /// writer's next batch (within 20 ms), so this waits a bounded time.
     async fn order(&self) -> payrelay::store::Order {
-        self.f.app.state.store().order("shop", ORDER).await.unwrap().expect("the order is in the ledger").0
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some((order, _)) = self.f.app.state.store().order("shop", ORDER).await.unwrap() {
+                return order;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the order never reached the ledger");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// A reconciliation round `ahead` from now.
