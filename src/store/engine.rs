@@ -11,7 +11,7 @@ use super::ops;
 use super::orders::{self, NewOrder, Order, OrderClaim, OrderEvent, OrderFilter, OrderQueried};
 use super::sql::Sql;
 use super::types::*;
-use super::writer::{self, Op};
+use super::writer::{self, Later, Op};
 use super::{Clock, StoreError};
 
 /// A write not answered by then is reported as failed (the provider will
@@ -22,6 +22,7 @@ pub(super) struct Engine<B: Backend> {
     backend: Arc<B>,
     sql: Arc<Sql>,
     writer: mpsc::Sender<Op>,
+    later: Arc<Later>,
     clock: Clock,
 }
 
@@ -31,6 +32,7 @@ impl<B: Backend> Clone for Engine<B> {
             backend: self.backend.clone(),
             sql: self.sql.clone(),
             writer: self.writer.clone(),
+            later: self.later.clone(),
             clock: self.clock.clone(),
         }
     }
@@ -44,9 +46,10 @@ impl<B: Backend> Engine<B> {
         let sql = Arc::new(Sql::new(B::dialect()));
         let mut conn = backend.write_conn().await?;
         ops::migrate(&mut conn, &sql, !beside_a_server).await?;
-        let (backend, clock) = (Arc::new(backend), Clock::default());
-        let writer = writer::spawn(backend.clone(), sql.clone(), clock.clone(), conn).map_err(StoreError::Writer)?;
-        Ok(Self { backend, sql, writer, clock })
+        let (backend, clock, later) = (Arc::new(backend), Clock::default(), Arc::new(Later::default()));
+        let writer = writer::spawn(backend.clone(), sql.clone(), clock.clone(), later.clone(), conn)
+            .map_err(StoreError::Writer)?;
+        Ok(Self { backend, sql, writer, later, clock })
     }
 
     pub(super) fn clock(&self) -> &Clock {
@@ -56,6 +59,19 @@ impl<B: Backend> Engine<B> {
     async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.writer.send(op(tx)).await.map_err(|_| StoreError::WriterGone)?;
+        Self::answer(rx).await
+    }
+
+    /// Queues an op that may wait for the writer's next batch, waking the
+    /// writer only when [`Later`] asks for it.
+    async fn defer(&self, op: Op) -> Result<(), StoreError> {
+        if self.later.push(op) {
+            self.writer.send(Op::Nudge).await.map_err(|_| StoreError::WriterGone)?;
+        }
+        Ok(())
+    }
+
+    async fn answer<T>(rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
         match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::WriterGone),
@@ -79,7 +95,9 @@ impl<B: Backend> Engine<B> {
     }
 
     pub(super) async fn record(&self, seq: i64, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
-        self.call(|reply| Op::Record { seq, attempt, outcome, reply }).await
+        let (reply, rx) = oneshot::channel();
+        self.defer(Op::Record { seq, attempt, outcome, reply }).await?;
+        Self::answer(rx).await
     }
 
     pub(super) async fn release(&self, owner: &str) -> Result<u64, StoreError> {
@@ -92,7 +110,7 @@ impl<B: Backend> Engine<B> {
     }
 
     pub(super) async fn checkout(&self, order: NewOrder) -> Result<(), StoreError> {
-        self.writer.send(Op::Checkout(Box::new(order))).await.map_err(|_| StoreError::WriterGone)
+        self.defer(Op::Checkout(Box::new(order))).await
     }
 
     pub(super) async fn claim_orders(&self, which: OrderClaim) -> Result<Vec<Order>, StoreError> {

@@ -11,9 +11,11 @@
 //! within [`RECORD_DELAY`] of relaying it); both wait up to that long to
 //! ride along with the next batch of accepts instead of paying a commit of
 //! their own. A checkout is run before the accepts it rides with, so a
-//! callback always finds the order it names.
+//! callback always finds the order it names. Such ops are not sent on the
+//! writer's channel but put in [`Later`]: only the first of a window wakes
+//! the writer (a wake-up per checkout cost more than its row).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -34,17 +36,62 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Op {
     Accept(Box<NewCallback>, Reply<Accepted>),
-    Claim { owner: String, lease: Duration, limit: usize, id: Option<String>, reply: Reply<Vec<Claimed>> },
-    Record { seq: i64, attempt: AttemptRecord, outcome: Outcome, reply: Reply<()> },
-    Release { owner: String, reply: Reply<u64> },
-    Verify { seq: i64, note: VerifyNote, reply: Reply<u64> },
-    Replay { what: Replay, reply: Reply<u64> },
+    Claim {
+        owner: String,
+        lease: Duration,
+        limit: usize,
+        id: Option<String>,
+        reply: Reply<Vec<Claimed>>,
+    },
+    Record {
+        seq: i64,
+        attempt: AttemptRecord,
+        outcome: Outcome,
+        reply: Reply<()>,
+    },
+    Release {
+        owner: String,
+        reply: Reply<u64>,
+    },
+    Verify {
+        seq: i64,
+        note: VerifyNote,
+        reply: Reply<u64>,
+    },
+    Replay {
+        what: Replay,
+        reply: Reply<u64>,
+    },
     Purge(PurgePolicy, Reply<Purged>),
     /// Not answered: a failure is logged and counted here.
     Checkout(Box<NewOrder>),
     ClaimOrders(OrderClaim, Reply<Vec<Order>>),
     Queried(OrderQueried, Reply<u64>),
     Close(oneshot::Sender<()>),
+    /// Ops are waiting in [`Later`].
+    Nudge,
+}
+
+/// The ops that may wait up to [`RECORD_DELAY`] for a batch to ride with.
+#[derive(Default)]
+pub(super) struct Later(Mutex<Vec<Op>>);
+
+impl Later {
+    /// Queues `op`; `true` when the writer must be nudged: the first op of
+    /// a window, or a batch's worth waiting.
+    pub(super) fn push(&self, op: Op) -> bool {
+        let mut ops = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        ops.push(op);
+        ops.len() == 1 || ops.len() == MAX_BATCH
+    }
+
+    fn take(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn full(&self) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len() >= MAX_BATCH
+    }
 }
 
 /// What one op produced, before its reply is sent.
@@ -61,6 +108,7 @@ struct Writer<B: Backend> {
     backend: Arc<B>,
     sql: Arc<Sql>,
     clock: Clock,
+    later: Arc<Later>,
     /// Kept between batches; `None` after a failure, taken afresh next time.
     conn: Option<B::WriteConn>,
 }
@@ -71,10 +119,11 @@ pub(super) fn spawn<B: Backend>(
     backend: Arc<B>,
     sql: Arc<Sql>,
     clock: Clock,
+    later: Arc<Later>,
     conn: B::WriteConn,
 ) -> std::io::Result<mpsc::Sender<Op>> {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-    let writer = Writer { backend, sql, clock, conn: Some(conn) };
+    let writer = Writer { backend, sql, clock, later, conn: Some(conn) };
     if !B::WRITER_THREAD {
         tokio::spawn(writer.run(rx));
         return Ok(tx);
@@ -87,22 +136,22 @@ pub(super) fn spawn<B: Backend>(
 impl<B: Backend> Writer<B> {
     async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
-        let mut deferred: Vec<Op> = Vec::new();
-        let mut deferred_since: Option<tokio::time::Instant> = None;
+        // When the ops waiting in `later` must be committed.
+        let mut due: Option<tokio::time::Instant> = None;
         loop {
-            let next = match deferred_since {
+            let next = match due {
                 None => rx.recv().await,
-                Some(since) => match tokio::time::timeout_at(since + RECORD_DELAY, rx.recv()).await {
+                Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
                     Ok(op) => op,
                     Err(_) => {
-                        deferred_since = None;
-                        self.run_batch(std::mem::take(&mut deferred)).await;
+                        due = None;
+                        self.run_batch(self.later.take()).await;
                         continue;
                     }
                 },
             };
             let Some(first) = next else {
-                self.run_batch(std::mem::take(&mut deferred)).await;
+                self.run_batch(self.later.take()).await;
                 return;
             };
             batch.push(first);
@@ -114,20 +163,20 @@ impl<B: Backend> Writer<B> {
             }
             // A Close is answered after the writes it came with are committed.
             let mut close = None;
-            let mut ops = Vec::with_capacity(batch.len() + deferred.len());
+            let mut ops = Vec::with_capacity(batch.len());
             for op in batch.drain(..) {
                 match op {
                     Op::Close(tx) => close = Some(tx),
-                    op @ (Op::Record { .. } | Op::Checkout(_)) => deferred.push(op),
+                    Op::Nudge => {}
                     other => ops.push(other),
                 }
             }
-            if ops.is_empty() && close.is_none() && deferred.len() < MAX_BATCH {
-                deferred_since.get_or_insert_with(tokio::time::Instant::now);
+            if ops.is_empty() && close.is_none() && !self.later.full() {
+                due.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_DELAY);
                 continue;
             }
-            ops.append(&mut deferred);
-            deferred_since = None;
+            ops.append(&mut self.later.take());
+            due = None;
             self.run_batch(ops).await;
             if let Some(done) = close {
                 drop(self.conn.take());
@@ -212,7 +261,7 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
             Op::Purge(policy, _) => Done::Purged(ops::purge(c, sql, policy).await?),
             Op::ClaimOrders(which, _) => Done::Orders(orders::claim(c, &sql.orders, which).await?),
             Op::Queried(q, _) => Done::Count(orders::queried(c, &sql.orders, q, now).await?),
-            Op::Close(_) => continue,
+            Op::Close(_) | Op::Nudge => continue,
         });
     }
     Ok(results)
@@ -227,9 +276,7 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         Op::Accept(_, tx) => send(tx, result, |d| if let Done::Accepted(a) = d { Some(a) } else { None }),
         Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
         Op::Record { reply, .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
-        Op::Queried(_, reply) => {
-            send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
-        }
+        Op::Queried(_, reply) => send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None }),
         Op::ClaimOrders(_, reply) => send(reply, result, |d| if let Done::Orders(o) = d { Some(o) } else { None }),
         Op::Release { reply, .. } | Op::Replay { reply, .. } | Op::Verify { reply, .. } => {
             send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None })
@@ -244,5 +291,6 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
         Op::Close(tx) => {
             let _ = tx.send(());
         }
+        Op::Nudge => {}
     }
 }
