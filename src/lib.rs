@@ -12,6 +12,7 @@ pub mod domain;
 pub mod form;
 pub mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod providers;
 pub mod reconcile;
 pub mod relay;

@@ -42,7 +42,9 @@ impl Application {
         // Reading the system's CA certificates and migrating a new store both
         // take milliseconds: side by side (start-up, issue 14).
         let proxy = config.server.outbound_proxy.clone();
-        let client = tokio::task::spawn_blocking(move || http_client_via(proxy.as_ref()));
+        let client = tokio::task::spawn_blocking(move || {
+            crate::outbound::Outbound::new(http_client_via(proxy.as_ref())?, proxy.is_some())
+        });
         let store = Store::open(&config.storage)
             .await
             .with_context(|| format!("cannot open storage {}", config.storage.url.display_masked()))?;

@@ -18,7 +18,7 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum TenantApiError {
     #[error("unreachable: {0}")]
-    Unreachable(#[source] reqwest::Error),
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("answered HTTP {0}")]
@@ -96,21 +96,26 @@ fn form_value(v: Value) -> String {
 
 /// POSTs the five checkout fields (`form_body`, encoded) to the tenant's API and parses its answer.
 pub async fn request_payment(
-    client: &reqwest::Client,
+    client: &crate::outbound::Outbound,
     url: &str,
     form_body: String,
     forwarded_for: &str,
     timeout: Duration,
 ) -> Result<PaymentRequest, TenantApiError> {
-    let send = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header("x-forwarded-for", forwarded_for)
-        .header(http::header::ACCEPT, "application/json")
-        .body(form_body)
-        .timeout(timeout)
-        .send();
-    let answer = bounded(send, timeout).await?;
+    use http::HeaderValue;
+    let mut headers = http::HeaderMap::with_capacity(4);
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+    headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(forwarded_for) {
+        headers.insert("x-forwarded-for", v);
+    }
+    let answer = client.post(url, headers, form_body.into(), timeout, MAX_ANSWER_BYTES).await.map_err(|e| match e {
+        crate::outbound::Failure::Timeout(_) => TenantApiError::Timeout(timeout),
+        other => TenantApiError::Unreachable(Box::new(other)),
+    })?;
+    if answer.cut {
+        return Err(TenantApiError::TooLarge);
+    }
     if !answer.status.is_success() {
         return Err(TenantApiError::Status(answer.status.as_u16()));
     }
@@ -146,7 +151,7 @@ async fn bounded(
     timeout: Duration,
 ) -> Result<Answer, TenantApiError> {
     let classify = |e: reqwest::Error| {
-        if e.is_timeout() { TenantApiError::Timeout(timeout) } else { TenantApiError::Unreachable(e) }
+        if e.is_timeout() { TenantApiError::Timeout(timeout) } else { TenantApiError::Unreachable(Box::new(e)) }
     };
     let mut response = send.await.map_err(classify)?;
     let status = response.status();

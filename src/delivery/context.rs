@@ -26,7 +26,7 @@ pub struct Worker {
 
 struct Inner {
     config: Arc<ArcSwap<Config>>,
-    client: reqwest::Client,
+    client: crate::outbound::Outbound,
     store: Store,
     owner: String,
     /// The query budget per provider account (verification by query).
@@ -38,7 +38,8 @@ struct Inner {
 }
 
 impl Worker {
-    pub fn new(config: Arc<ArcSwap<Config>>, client: reqwest::Client, store: Store) -> Self {
+    pub fn new(config: Arc<ArcSwap<Config>>, client: impl Into<crate::outbound::Outbound>, store: Store) -> Self {
+        let client = client.into();
         // Names this process's leases in the store.
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         let (budget, made) = (crate::verify::Budget::default(), crate::reconcile::Made::default());
@@ -51,7 +52,13 @@ impl Worker {
         self.inner.config.load_full()
     }
 
+    /// The reqwest client, for every call but the two of [`Self::outbound`].
     pub fn client(&self) -> &reqwest::Client {
+        self.inner.client.reqwest()
+    }
+
+    /// Deliveries and tenant API calls.
+    pub fn outbound(&self) -> &crate::outbound::Outbound {
         &self.inner.client
     }
 

@@ -144,7 +144,7 @@ pub async fn deliver(state: &Worker, mut callback: Claimed, permit: Option<Owned
     if !verify::first(state, &config, &mut callback).await {
         return false;
     }
-    let (record, outcome) = attempt(state.client(), &config, &callback).await;
+    let (record, outcome) = attempt(state.outbound(), &config, &callback).await;
     drop(permit);
     let delivered = matches!(outcome, crate::store::Outcome::Delivered);
     let tenant = callback.tenant.as_ref().map_or("-", |t| t.as_str());

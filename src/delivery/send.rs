@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::schedule::{next_outcome, parse_retry_after};
 use super::sign::sign;
 use crate::config::Config;
+use crate::outbound::{Failure, Outbound};
 use crate::providers;
 use crate::store::{AttemptRecord, Claimed, Outcome, now_ms};
 
@@ -23,7 +24,7 @@ struct Answer {
 }
 
 /// Makes attempt `callback.attempts + 1` and says what follows it.
-pub async fn attempt(client: &reqwest::Client, config: &Config, callback: &Claimed) -> (AttemptRecord, Outcome) {
+pub async fn attempt(client: &Outbound, config: &Config, callback: &Claimed) -> (AttemptRecord, Outcome) {
     let n = callback.attempts + 1;
     let at_ms = now_ms();
     let started = Instant::now();
@@ -58,7 +59,7 @@ pub async fn attempt(client: &reqwest::Client, config: &Config, callback: &Claim
     (record, outcome)
 }
 
-async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: u32) -> Result<Answer, String> {
+async fn send(client: &Outbound, config: &Config, callback: &Claimed, n: u32) -> Result<Answer, String> {
     let provider = providers::of(callback.provider);
     let tenant_id = callback.tenant.as_ref().map(|t| t.as_str()).ok_or("the callback has no tenant")?;
     let tenant =
@@ -69,81 +70,61 @@ async fn send(client: &reqwest::Client, config: &Config, callback: &Claimed, n: 
     let url = tenant.base_url.join(path);
     let verified = crate::verify::header(crate::verify::policy(tenant, callback.provider), callback);
 
-    let mut request = client
-        .post(&url)
-        .timeout(config.delivery.timeout)
-        .header(
-            http::header::CONTENT_TYPE,
-            provider.delivery_content_type(callback.content_type.as_deref(), &callback.body),
-        )
-        .header("x-payrelay-delivery", callback.id.as_str())
-        .header("x-payrelay-attempt", n.to_string())
-        .header("x-payrelay-verified", verified)
-        .header("x-payrelay-event", event(provider, callback))
-        .header("x-payrelay-source", callback.source.as_deref().unwrap_or("provider"));
+    let mut headers = HeaderMap::with_capacity(12);
+    let content_type = provider.delivery_content_type(callback.content_type.as_deref(), &callback.body);
+    let content_type = HeaderValue::try_from(content_type).map_err(|_| "the content type cannot be sent".to_owned())?;
+    headers.insert(http::header::CONTENT_TYPE, content_type);
+    headers.insert("x-payrelay-delivery", value(callback.id.as_str())?);
+    headers.insert("x-payrelay-attempt", HeaderValue::from(n));
+    headers.insert("x-payrelay-verified", HeaderValue::from_static(verified));
+    headers.insert("x-payrelay-event", HeaderValue::from_static(event(provider, callback)));
+    headers.insert("x-payrelay-source", value(callback.source.as_deref().unwrap_or("provider"))?);
     if let Some(addr) = &callback.remote_addr {
-        request = request.header("x-forwarded-for", addr);
+        headers.insert("x-forwarded-for", value(addr)?);
     }
     if callback.simulated {
-        request = request.header("x-payrelay-simulated", "1");
+        headers.insert("x-payrelay-simulated", HeaderValue::from_static("1"));
     }
     if let Some(secret) = &tenant.forward_secret {
-        request = signed(request, secret, callback, verified);
+        signed(&mut headers, secret, callback, verified)?;
     }
-    let mut response = request.body(callback.body.clone()).send().await.map_err(|e| describe(&e, config))?;
-    let status = response.status();
+    let body = callback.body.clone();
+    let reply = client.post(&url, headers, body, config.delivery.timeout, MAX_ANSWER).await.map_err(|e| match e {
+        Failure::Timeout(_) => format!("timed out after {:?}", config.delivery.timeout),
+        other => other.to_string(),
+    })?;
     let retry_after =
-        response.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = MAX_ANSWER.saturating_sub(body.len());
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if room <= chunk.len() {
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return Err(describe(&e, config)),
-        }
-    }
-    Ok(Answer { status, body, retry_after })
+        reply.headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    Ok(Answer { status: reply.status, body: reply.body.into(), retry_after })
+}
+
+fn value(text: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(text).map_err(|_| format!("{text:?} cannot be sent in a header"))
 }
 
 /// The Standard Webhooks headers. What the query found is part of the
 /// signed id, so that a shop can trust X-Payrelay-Verified (SPEC §8):
 /// `<id>.<verified>`.
 fn signed(
-    request: reqwest::RequestBuilder,
+    headers: &mut HeaderMap,
     secret: &crate::domain::ForwardSecret,
     callback: &Claimed,
     verified: &str,
-) -> reqwest::RequestBuilder {
+) -> Result<(), String> {
     let id = match verified {
         "none" => callback.id.to_string(),
         v => format!("{}.{v}", callback.id),
     };
     let timestamp = now_ms() / 1000;
-    request
-        .header("webhook-signature", sign(secret, &id, timestamp, &callback.body))
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
+    headers.insert("webhook-signature", value(&sign(secret, &id, timestamp, &callback.body))?);
+    headers.insert("webhook-id", value(&id)?);
+    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    Ok(())
 }
 
 /// What the callback means to the shop (SPEC §9), read from its body.
 fn event(provider: &dyn providers::Provider, callback: &Claimed) -> &'static str {
     provider.parse(&callback.body, callback.content_type.as_deref()).map_or("other", |p| provider.event(&p))
-}
-
-fn describe(e: &reqwest::Error, config: &Config) -> String {
-    if e.is_timeout() {
-        format!("timed out after {:?}", config.delivery.timeout)
-    } else if e.is_connect() {
-        format!("connection failed: {}", crate::telemetry::chain(e))
-    } else {
-        crate::telemetry::chain(e)
-    }
 }
 
 fn excerpt(body: &[u8]) -> String {

@@ -76,7 +76,7 @@ async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, Gateway
     let buyer = buyer.map(|ip| ip.to_string()).unwrap_or_default();
     tracing::debug!(tenant = %tenant.id, "asking the tenant API for the payment form");
     let payment = checkout::request_payment(
-        state.client(),
+        state.outbound(),
         &url,
         form::encode(request.fields()),
         &buyer,

@@ -68,6 +68,11 @@ impl AppState {
         self.inner.worker.client()
     }
 
+    /// Deliveries and tenant API calls.
+    pub fn outbound(&self) -> &crate::outbound::Outbound {
+        self.inner.worker.outbound()
+    }
+
     pub fn store(&self) -> &Store {
         self.inner.worker.store()
     }

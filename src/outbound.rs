@@ -1,0 +1,264 @@
+//! The two outbound calls made on every payment — a delivery to a tenant
+//! and a checkout's call to its tenant's API — go through a plain hyper
+//! client with a pool; reqwest's layers around the same hyper client
+//! (redirect and retry services, URL parsing, its request builder) were a
+//! tenth of notify-unique's CPU (issue 14). Everything else (queries, the
+//! CVS post, the command-line tools) and, with `[server] outbound_proxy`
+//! set, these two as well, go through reqwest, which speaks to proxies.
+//!
+//! Either way: rustls on ring with the platform's CA certificates,
+//! redirects never followed, connects bounded to 5 s, every call bounded
+//! by its caller's timeout and its answer by the caller's size limit.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("payrelay/", env!("CARGO_PKG_VERSION")));
+
+/// The outbound clients of one process.
+#[derive(Clone)]
+pub struct Outbound {
+    reqwest: reqwest::Client,
+    direct: Option<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+}
+
+/// What the remote answered: its status, headers and at most `limit` bytes
+/// of its body (`cut` when there was more).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub cut: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<reqwest::Client> for Outbound {
+    /// Every call through `client` (a proxy, or tests of other parts).
+    fn from(client: reqwest::Client) -> Self {
+        Self { reqwest: client, direct: None }
+    }
+}
+
+impl Outbound {
+    /// `client` for everything, and a direct hyper client for deliveries and
+    /// tenant APIs unless a proxy is configured. Blocking: reads the
+    /// system's CA certificates.
+    pub fn new(client: reqwest::Client, proxy: bool) -> anyhow::Result<Self> {
+        if proxy {
+            return Ok(client.into());
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let direct = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(https);
+        Ok(Self { reqwest: client, direct: Some(direct) })
+    }
+
+    /// The reqwest client, for every other call.
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.reqwest
+    }
+
+    /// POSTs `body` with `headers` to `url`; the whole exchange, answer
+    /// read included, within `timeout`.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Reply, Failure> {
+        let Some(direct) = &self.direct else {
+            return via_reqwest(&self.reqwest, url, headers, body, timeout, limit).await;
+        };
+        let mut request = http::Request::post(url).body(Full::new(body)).map_err(|e| Failure::Other(e.to_string()))?;
+        *request.headers_mut() = headers;
+        request.headers_mut().entry(http::header::USER_AGENT).or_insert(USER_AGENT);
+        let exchange = async {
+            let response = direct.request(request).await.map_err(|e| {
+                let text = crate::telemetry::chain(&e);
+                if e.is_connect() { Failure::Connect(text) } else { Failure::Other(text) }
+            })?;
+            let (parts, mut body) = response.into_parts();
+            let mut read = Vec::new();
+            let mut cut = false;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| Failure::Other(crate::telemetry::chain(&e)))?;
+                if let Ok(data) = frame.into_data() {
+                    cut = keep(&mut read, &data, limit);
+                    if cut {
+                        break;
+                    }
+                }
+            }
+            Ok(Reply { status: parts.status, headers: parts.headers, body: read.into(), cut })
+        };
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| Failure::Timeout(timeout))?
+    }
+}
+
+/// Appends what fits of `data` under `limit`; `true` when some did not.
+fn keep(read: &mut Vec<u8>, data: &[u8], limit: usize) -> bool {
+    let room = limit.saturating_sub(read.len());
+    read.extend_from_slice(&data[..data.len().min(room)]);
+    data.len() > room
+}
+
+async fn via_reqwest(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Reply, Failure> {
+    let failure = |e: reqwest::Error| {
+        if e.is_timeout() {
+            Failure::Timeout(timeout)
+        } else if e.is_connect() {
+            Failure::Connect(crate::telemetry::chain(&e))
+        } else {
+            Failure::Other(crate::telemetry::chain(&e))
+        }
+    };
+    let mut response = client.post(url).headers(headers).body(body).timeout(timeout).send().await.map_err(failure)?;
+    let (status, headers) = (response.status(), response.headers().clone());
+    let mut read = Vec::new();
+    let mut cut = false;
+    while let Some(chunk) = response.chunk().await.map_err(failure)? {
+        cut = keep(&mut read, &chunk, limit);
+        if cut {
+            break;
+        }
+    }
+    Ok(Reply { status, headers, body: read.into(), cut })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A loopback server that answers every connection's first request
+    /// with `answer` (after `delay`), handing the request's head to `seen`.
+    async fn server(answer: Vec<u8>, delay: Duration) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let (tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (answer, tx) = (answer.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(read_request(&mut socket).await);
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.write_all(&answer).await;
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    /// The request's head and its body (by its content-length).
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text
+                    .to_ascii_lowercase()
+                    .split("content-length: ")
+                    .nth(1)
+                    .and_then(|r| r.split("\r\n").next().and_then(|n| n.trim().parse::<usize>().ok()));
+                if got.len() >= end + 4 + length.unwrap_or(0) {
+                    return text;
+                }
+            }
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return text,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn clients() -> [(&'static str, Outbound); 2] {
+        let reqwest = crate::startup::http_client().unwrap();
+        [("direct", Outbound::new(reqwest.clone(), false).unwrap()), ("reqwest", reqwest.into())]
+    }
+
+    fn answer(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut out =
+            format!("HTTP/1.1 {status}\r\nretry-after: 7\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[tokio::test]
+    async fn both_clients_send_the_headers_and_body_and_read_the_answer() {
+        for (name, client) in clients() {
+            let (url, mut seen) = server(answer("503 Service Unavailable", b"busy"), Duration::ZERO).await;
+            let mut headers = HeaderMap::new();
+            headers.insert("x-payrelay-attempt", HeaderValue::from(2u32));
+            let reply = client.post(&url, headers, Bytes::from_static(b"a=1"), Duration::from_secs(5), 1024).await;
+            let reply = reply.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!((reply.status.as_u16(), &reply.body[..], reply.cut), (503, &b"busy"[..], false), "{name}");
+            assert_eq!(reply.headers.get("retry-after").unwrap(), "7", "{name}");
+            let head = seen.recv().await.unwrap().to_ascii_lowercase();
+            assert!(head.starts_with("post /notify http/1.1\r\n"), "{name}: {head}");
+            assert!(
+                head.contains("x-payrelay-attempt: 2\r\n") && head.contains("user-agent: payrelay/"),
+                "{name}: {head}"
+            );
+            assert!(head.ends_with("\r\n\r\na=1"), "{name}: {head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_limit_is_cut_there() {
+        for (name, client) in clients() {
+            let (url, _seen) = server(answer("200 OK", &[b'x'; 5000]), Duration::ZERO).await;
+            let reply = client.post(&url, HeaderMap::new(), Bytes::new(), Duration::from_secs(5), 100).await.unwrap();
+            assert_eq!((reply.body.len(), reply.cut), (100, true), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remote_that_hangs_times_out_and_one_that_refuses_is_a_connect_failure() {
+        for (name, client) in clients() {
+            let (url, _seen) = server(answer("200 OK", b"late"), Duration::from_secs(30)).await;
+            let hung = client.post(&url, HeaderMap::new(), Bytes::new(), Duration::from_millis(200), 100).await;
+            assert!(matches!(hung, Err(Failure::Timeout(_))), "{name}: {:?}", hung.err());
+            let refused =
+                client.post("http://127.0.0.1:1/", HeaderMap::new(), Bytes::new(), Duration::from_secs(5), 100);
+            assert!(matches!(refused.await, Err(Failure::Connect(_))), "{name}");
+        }
+    }
+}
