@@ -1,10 +1,11 @@
-//! The two outbound calls made on every payment — a delivery to a tenant
-//! and a checkout's call to its tenant's API — go through a plain hyper
-//! client with a pool; reqwest's layers around the same hyper client
-//! (redirect and retry services, URL parsing, its request builder) were a
-//! tenth of notify-unique's CPU (issue 14). Everything else (queries, the
-//! CVS post, the command-line tools) and, with `[server] outbound_proxy`
-//! set, these two as well, go through reqwest, which speaks to proxies.
+//! The outbound calls of every payment — a delivery to a tenant, a
+//! checkout's call to its tenant's API, a CVS checkout's post to the
+//! provider — go through a plain hyper client with a pool: reqwest's
+//! layers around the same hyper client (redirect and retry services, URL
+//! parsing, its request builder) were a tenth of notify-unique's CPU
+//! (issue 14). The queries, the command-line tools and, with `[server]
+//! outbound_proxy` set, these calls as well go through reqwest, which
+//! speaks to proxies.
 //!
 //! Either way: rustls on ring with the platform's CA certificates,
 //! redirects never followed, connects bounded to 5 s, every call bounded

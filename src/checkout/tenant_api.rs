@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::domain::Origin;
+use crate::outbound::{Failure, Outbound};
 
 /// Larger answers from a tenant API or a payment provider are refused.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -18,7 +20,7 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum TenantApiError {
     #[error("unreachable: {0}")]
-    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Unreachable(#[source] Failure),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("answered HTTP {0}")]
@@ -96,26 +98,18 @@ fn form_value(v: Value) -> String {
 
 /// POSTs the five checkout fields (`form_body`, encoded) to the tenant's API and parses its answer.
 pub async fn request_payment(
-    client: &crate::outbound::Outbound,
+    client: &Outbound,
     url: &str,
     form_body: String,
     forwarded_for: &str,
     timeout: Duration,
 ) -> Result<PaymentRequest, TenantApiError> {
-    use http::HeaderValue;
-    let mut headers = http::HeaderMap::with_capacity(4);
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+    let mut headers = form_headers();
     headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(forwarded_for) {
         headers.insert("x-forwarded-for", v);
     }
-    let answer = client.post(url, headers, form_body.into(), timeout, MAX_ANSWER_BYTES).await.map_err(|e| match e {
-        crate::outbound::Failure::Timeout(_) => TenantApiError::Timeout(timeout),
-        other => TenantApiError::Unreachable(Box::new(other)),
-    })?;
-    if answer.cut {
-        return Err(TenantApiError::TooLarge);
-    }
+    let answer = bounded(client, url, headers, form_body.into(), timeout).await?;
     if !answer.status.is_success() {
         return Err(TenantApiError::Status(answer.status.as_u16()));
     }
@@ -125,49 +119,45 @@ pub async fn request_payment(
 /// What a remote answered, read whole (and bounded).
 pub struct Answer {
     pub status: http::StatusCode,
-    pub content_type: Option<http::HeaderValue>,
-    pub location: Option<http::HeaderValue>,
+    pub content_type: Option<HeaderValue>,
+    pub location: Option<HeaderValue>,
     pub body: Bytes,
 }
 
 /// CVS: posts the payment form to the provider server-side.
 pub async fn post_cvs(
-    client: &reqwest::Client,
+    client: &Outbound,
     payment: &PaymentRequest,
     timeout: Duration,
 ) -> Result<Answer, TenantApiError> {
-    let send = client
-        .post(payment.payment_url.clone())
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(crate::form::encode(payment.field_pairs()))
-        .timeout(timeout)
-        .send();
-    bounded(send, timeout).await
+    let body = crate::form::encode(payment.field_pairs());
+    bounded(client, payment.payment_url.as_str(), form_headers(), body.into(), timeout).await
 }
 
-/// Sends, then reads the answer up to [`MAX_ANSWER_BYTES`].
+fn form_headers() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::with_capacity(4);
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+    headers
+}
+
+/// Sends, then reads the answer; one larger than [`MAX_ANSWER_BYTES`] is refused.
 async fn bounded(
-    send: impl Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    client: &Outbound,
+    url: &str,
+    headers: http::HeaderMap,
+    body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, TenantApiError> {
-    let classify = |e: reqwest::Error| {
-        if e.is_timeout() { TenantApiError::Timeout(timeout) } else { TenantApiError::Unreachable(Box::new(e)) }
-    };
-    let mut response = send.await.map_err(classify)?;
-    let status = response.status();
-    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-    let location = response.headers().get(http::header::LOCATION).cloned();
-    if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+    let reply = client.post(url, headers, body, timeout, MAX_ANSWER_BYTES).await.map_err(|e| match e {
+        Failure::Timeout(_) => TenantApiError::Timeout(timeout),
+        other => TenantApiError::Unreachable(other),
+    })?;
+    if reply.cut {
         return Err(TenantApiError::TooLarge);
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(TenantApiError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Answer { status, content_type, location, body: body.into() })
+    let header = |name| reply.headers.get(name).cloned();
+    let (content_type, location) = (header(http::header::CONTENT_TYPE), header(http::header::LOCATION));
+    Ok(Answer { status: reply.status, content_type, location, body: reply.body })
 }
 
 #[cfg(test)]

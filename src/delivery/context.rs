@@ -52,12 +52,12 @@ impl Worker {
         self.inner.config.load_full()
     }
 
-    /// The reqwest client, for every call but the two of [`Self::outbound`].
+    /// The reqwest client, for every call but those of [`Self::outbound`].
     pub fn client(&self) -> &reqwest::Client {
         self.inner.client.reqwest()
     }
 
-    /// Deliveries and tenant API calls.
+    /// Deliveries, tenant API calls and the CVS post.
     pub fn outbound(&self) -> &crate::outbound::Outbound {
         &self.inner.client
     }

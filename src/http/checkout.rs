@@ -154,7 +154,7 @@ fn allowed_location(
 async fn answer_page(state: &AppState, payment: PaymentRequest) -> Result<Response, GatewayError> {
     if payment.choose_payment() == Some("CVS") {
         let timeout = state.config().delivery.timeout;
-        let answer = checkout::post_cvs(state.client(), &payment, timeout).await?;
+        let answer = checkout::post_cvs(state.outbound(), &payment, timeout).await?;
         // A redirect goes on only to an allowed payment origin.
         let location = match (answer.status.is_redirection(), &answer.location) {
             (true, Some(location)) => Some(allowed_location(&config_origins(state), &payment, location)?),

@@ -68,7 +68,7 @@ impl AppState {
         self.inner.worker.client()
     }
 
-    /// Deliveries and tenant API calls.
+    /// Deliveries, tenant API calls and the CVS post.
     pub fn outbound(&self) -> &crate::outbound::Outbound {
         self.inner.worker.outbound()
     }
