@@ -30,6 +30,16 @@ pub struct Outbound {
     direct: Option<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
 }
 
+/// One POST: where, with what, how long the whole exchange may take and
+/// how much of the answer is read.
+pub struct Post<'a> {
+    pub url: &'a str,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub timeout: Duration,
+    pub limit: usize,
+}
+
 /// What the remote answered: its status, headers and at most `limit` bytes
 /// of its body (`cut` when there was more).
 pub struct Reply {
@@ -87,19 +97,13 @@ impl Outbound {
         &self.reqwest
     }
 
-    /// POSTs `body` with `headers` to `url`; the whole exchange, answer
-    /// read included, within `timeout`.
-    pub async fn post(
-        &self,
-        url: &str,
-        headers: HeaderMap,
-        body: Bytes,
-        timeout: Duration,
-        limit: usize,
-    ) -> Result<Reply, Failure> {
+    /// Makes `call`: the whole exchange, answer read included, within its
+    /// timeout.
+    pub async fn post(&self, call: Post<'_>) -> Result<Reply, Failure> {
         let Some(direct) = &self.direct else {
-            return via_reqwest(&self.reqwest, url, headers, body, timeout, limit).await;
+            return via_reqwest(&self.reqwest, call).await;
         };
+        let Post { url, headers, body, timeout, limit } = call;
         let mut request = http::Request::post(url).body(Full::new(body)).map_err(|e| Failure::Other(e.to_string()))?;
         *request.headers_mut() = headers;
         request.headers_mut().entry(http::header::USER_AGENT).or_insert(USER_AGENT);
@@ -133,14 +137,8 @@ fn keep(read: &mut Vec<u8>, data: &[u8], limit: usize) -> bool {
     data.len() > room
 }
 
-async fn via_reqwest(
-    client: &reqwest::Client,
-    url: &str,
-    headers: HeaderMap,
-    body: Bytes,
-    timeout: Duration,
-    limit: usize,
-) -> Result<Reply, Failure> {
+async fn via_reqwest(client: &reqwest::Client, call: Post<'_>) -> Result<Reply, Failure> {
+    let Post { url, headers, body, timeout, limit } = call;
     let failure = |e: reqwest::Error| {
         if e.is_timeout() {
             Failure::Timeout(timeout)
@@ -215,6 +213,13 @@ mod tests {
         [("direct", Outbound::new(reqwest.clone(), false).unwrap()), ("reqwest", reqwest.into())]
     }
 
+    const SECS_5: Duration = Duration::from_secs(5);
+
+    /// An empty POST to `url`, reading at most 100 bytes of the answer.
+    fn call(url: &str, timeout: Duration) -> Post<'_> {
+        Post { url, headers: HeaderMap::new(), body: Bytes::new(), timeout, limit: 100 }
+    }
+
     fn answer(status: &str, body: &[u8]) -> Vec<u8> {
         let mut out =
             format!("HTTP/1.1 {status}\r\nretry-after: 7\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
@@ -228,7 +233,9 @@ mod tests {
             let (url, mut seen) = server(answer("503 Service Unavailable", b"busy"), Duration::ZERO).await;
             let mut headers = HeaderMap::new();
             headers.insert("x-payrelay-attempt", HeaderValue::from(2u32));
-            let reply = client.post(&url, headers, Bytes::from_static(b"a=1"), Duration::from_secs(5), 1024).await;
+            let reply = client
+                .post(Post { url: &url, headers, body: Bytes::from_static(b"a=1"), timeout: SECS_5, limit: 1024 })
+                .await;
             let reply = reply.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!((reply.status.as_u16(), &reply.body[..], reply.cut), (503, &b"busy"[..], false), "{name}");
             assert_eq!(reply.headers.get("retry-after").unwrap(), "7", "{name}");
@@ -246,7 +253,7 @@ mod tests {
     async fn an_answer_past_the_limit_is_cut_there() {
         for (name, client) in clients() {
             let (url, _seen) = server(answer("200 OK", &[b'x'; 5000]), Duration::ZERO).await;
-            let reply = client.post(&url, HeaderMap::new(), Bytes::new(), Duration::from_secs(5), 100).await.unwrap();
+            let reply = client.post(call(&url, SECS_5)).await.unwrap();
             assert_eq!((reply.body.len(), reply.cut), (100, true), "{name}");
         }
     }
@@ -255,10 +262,9 @@ mod tests {
     async fn a_remote_that_hangs_times_out_and_one_that_refuses_is_a_connect_failure() {
         for (name, client) in clients() {
             let (url, _seen) = server(answer("200 OK", b"late"), Duration::from_secs(30)).await;
-            let hung = client.post(&url, HeaderMap::new(), Bytes::new(), Duration::from_millis(200), 100).await;
+            let hung = client.post(call(&url, Duration::from_millis(200))).await;
             assert!(matches!(hung, Err(Failure::Timeout(_))), "{name}: {:?}", hung.err());
-            let refused =
-                client.post("http://127.0.0.1:1/", HeaderMap::new(), Bytes::new(), Duration::from_secs(5), 100);
+            let refused = client.post(call("http://127.0.0.1:1/", SECS_5));
             assert!(matches!(refused.await, Err(Failure::Connect(_))), "{name}");
         }
     }

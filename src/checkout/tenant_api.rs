@@ -12,7 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::domain::Origin;
-use crate::outbound::{Failure, Outbound};
+use crate::outbound::{Failure, Outbound, Post};
 
 /// Larger answers from a tenant API or a payment provider are refused.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -148,10 +148,11 @@ async fn bounded(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, TenantApiError> {
-    let reply = client.post(url, headers, body, timeout, MAX_ANSWER_BYTES).await.map_err(|e| match e {
-        Failure::Timeout(_) => TenantApiError::Timeout(timeout),
-        other => TenantApiError::Unreachable(other),
-    })?;
+    let reply =
+        client.post(Post { url, headers, body, timeout, limit: MAX_ANSWER_BYTES }).await.map_err(|e| match e {
+            Failure::Timeout(_) => TenantApiError::Timeout(timeout),
+            other => TenantApiError::Unreachable(other),
+        })?;
     if reply.cut {
         return Err(TenantApiError::TooLarge);
     }

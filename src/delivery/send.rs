@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use super::schedule::{next_outcome, parse_retry_after};
 use super::sign::sign;
 use crate::config::Config;
-use crate::outbound::{Failure, Outbound};
+use crate::outbound::{Failure, Outbound, Post};
 use crate::providers;
 use crate::store::{AttemptRecord, Claimed, Outcome, now_ms};
 
@@ -89,7 +89,8 @@ async fn send(client: &Outbound, config: &Config, callback: &Claimed, n: u32) ->
         signed(&mut headers, secret, callback, verified)?;
     }
     let body = callback.body.clone();
-    let reply = client.post(&url, headers, body, config.delivery.timeout, MAX_ANSWER).await.map_err(|e| match e {
+    let call = Post { url: &url, headers, body, timeout: config.delivery.timeout, limit: MAX_ANSWER };
+    let reply = client.post(call).await.map_err(|e| match e {
         Failure::Timeout(_) => format!("timed out after {:?}", config.delivery.timeout),
         other => other.to_string(),
     })?;
