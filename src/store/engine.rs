@@ -11,7 +11,7 @@ use super::ops;
 use super::orders::{self, NewOrder, Order, OrderClaim, OrderEvent, OrderFilter, OrderQueried};
 use super::sql::Sql;
 use super::types::*;
-use super::writer::{self, Later, Op};
+use super::writer::{self, Later, Op, Pushed};
 use super::{Clock, StoreError};
 
 /// A write not answered by then is reported as failed (the provider will
@@ -65,10 +65,11 @@ impl<B: Backend> Engine<B> {
     /// Queues an op that may wait for the writer's next batch, waking the
     /// writer only when [`Later`] asks for it.
     async fn defer(&self, op: Op) -> Result<(), StoreError> {
-        if self.later.push(op) {
-            self.writer.send(Op::Nudge).await.map_err(|_| StoreError::WriterGone)?;
+        match self.later.push(op) {
+            Pushed::Queued => Ok(()),
+            Pushed::Nudge => self.writer.send(Op::Nudge).await.map_err(|_| StoreError::WriterGone),
+            Pushed::Full => Err(StoreError::Behind(writer::LATER_CAP)),
         }
-        Ok(())
     }
 
     async fn answer<T>(rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {

@@ -47,6 +47,8 @@ pub enum StoreError {
     Writer(std::io::Error),
     #[error("storage: no answer within {0:?}")]
     Timeout(Duration),
+    #[error("storage: the writer is behind ({0} writes wait already)")]
+    Behind(usize),
 }
 
 /// The callback store, whichever backend the config names.

@@ -76,13 +76,28 @@ pub(super) enum Op {
 #[derive(Default)]
 pub(super) struct Later(Mutex<Vec<Op>>);
 
+/// Most ops waiting in [`Later`]: beyond, the writer is behind (a disk that
+/// hangs) and a new one is refused rather than held in memory unbounded.
+pub(super) const LATER_CAP: usize = 16 * MAX_BATCH;
+
+/// What became of an op put in [`Later`].
+pub(super) enum Pushed {
+    Queued,
+    /// Queued; the writer must be nudged: the first op of a window, or a
+    /// batch's worth waiting.
+    Nudge,
+    /// Not queued: [`LATER_CAP`] ops wait already.
+    Full,
+}
+
 impl Later {
-    /// Queues `op`; `true` when the writer must be nudged: the first op of
-    /// a window, or a batch's worth waiting.
-    pub(super) fn push(&self, op: Op) -> bool {
+    pub(super) fn push(&self, op: Op) -> Pushed {
         let mut ops = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if ops.len() >= LATER_CAP {
+            return Pushed::Full;
+        }
         ops.push(op);
-        ops.len() == 1 || ops.len() == MAX_BATCH
+        if ops.len() == 1 || ops.len() == MAX_BATCH { Pushed::Nudge } else { Pushed::Queued }
     }
 
     fn take(&self) -> Vec<Op> {
@@ -292,5 +307,23 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
             let _ = tx.send(());
         }
         Op::Nudge => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_nudges_at_the_first_op_and_a_batch_s_worth_and_refuses_past_its_cap() {
+        let later = Later::default();
+        let pushes: Vec<Pushed> = (0..LATER_CAP + 1).map(|_| later.push(Op::Nudge)).collect();
+        let nudges: Vec<usize> =
+            pushes.iter().enumerate().filter(|(_, p)| matches!(p, Pushed::Nudge)).map(|(i, _)| i).collect();
+        assert_eq!(nudges, [0, MAX_BATCH - 1]);
+        assert!(matches!(pushes[LATER_CAP], Pushed::Full));
+        assert!(later.full());
+        assert_eq!(later.take().len(), LATER_CAP);
+        assert!(matches!(later.push(Op::Nudge), Pushed::Nudge), "a new window after the writer took them");
     }
 }
