@@ -268,4 +268,19 @@ mod tests {
             assert!(matches!(refused.await, Err(Failure::Connect(_))), "{name}");
         }
     }
+
+    /// A tenant (or a provider) answering a redirect cannot send a payment's
+    /// bytes elsewhere: the 3xx is the answer.
+    #[tokio::test]
+    async fn a_redirect_is_an_answer_and_is_never_followed() {
+        for (name, client) in clients() {
+            let (elsewhere, mut hit) = server(answer("200 OK", b"1|OK"), Duration::ZERO).await;
+            let redirect =
+                format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {elsewhere}\r\ncontent-length: 0\r\n\r\n");
+            let (url, _seen) = server(redirect.into_bytes(), Duration::ZERO).await;
+            let reply = client.post(call(&url, SECS_5)).await.unwrap();
+            assert_eq!(reply.status.as_u16(), 307, "{name}");
+            assert!(hit.try_recv().is_err(), "{name}: the redirect was followed");
+        }
+    }
 }
