@@ -45,6 +45,10 @@ ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$PID/stat"; }
 # Starts payrelay on config $1 (PID); START_MS: start → /readyz in ms.
 # Polled by bench/ready.py from one process: a curl per poll would add ~10 ms.
 start() {
+    # Another server still on the port would answer for this one.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+        echo "bench/scale.sh: something already listens on 127.0.0.1:$PORT; stop it first" >&2; exit 1
+    fi
     read -r PID START_MS < <(RUST_LOG=warn python3 "$ROOT/bench/ready.py" "$PORT" "$W/payrelay.log" \
         "$BIN" serve --config "$1" --listen "127.0.0.1:$PORT")
     [ "$START_MS" -ge 0 ] || { echo "bench/scale.sh: payrelay did not get ready:" >&2; cat "$W/payrelay.log" >&2; exit 1; }
