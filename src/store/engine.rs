@@ -7,11 +7,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
+use super::later::{Later, Pushed};
 use super::ops;
 use super::orders::{self, NewOrder, Order, OrderClaim, OrderEvent, OrderFilter, OrderQueried};
 use super::sql::Sql;
 use super::types::*;
-use super::writer::{self, Later, Op, Pushed};
+use super::writer::{self, Op};
 use super::{Clock, StoreError};
 
 /// A write not answered by then is reported as failed (the provider will
@@ -68,7 +69,7 @@ impl<B: Backend> Engine<B> {
         match self.later.push(op) {
             Pushed::Queued => Ok(()),
             Pushed::Nudge => self.writer.send(Op::Nudge).await.map_err(|_| StoreError::WriterGone),
-            Pushed::Full => Err(StoreError::Behind(writer::LATER_CAP)),
+            Pushed::Full => Err(StoreError::Behind(super::later::LATER_CAP)),
         }
     }
 

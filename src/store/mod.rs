@@ -13,6 +13,7 @@
 
 mod backend;
 mod engine;
+mod later;
 mod ops;
 mod orders;
 mod postgres;

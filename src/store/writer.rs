@@ -8,19 +8,22 @@
 //! Attempt records need not be on disk before anything is answered (a lost
 //! one means an attempt made again), and neither need the ledger's
 //! checkouts (a lost one means one order not reconciled: the gateway died
-//! within [`RECORD_DELAY`] of relaying it); both wait up to that long to
-//! ride along with the next batch of accepts instead of paying a commit of
-//! their own. A checkout is run before the accepts it rides with, so a
-//! callback always finds the order it names. Such ops are not sent on the
-//! writer's channel but put in [`Later`]: only the first of a window wakes
-//! the writer (a wake-up per checkout cost more than its row).
+//! within [`RECORD_DELAY`] of relaying it); both wait up to that long
+//! instead of paying a commit of their own. Checkouts ride with the next
+//! batch of accepts and run before them, so a callback always finds the
+//! order it names. Attempt records wait out their window (or ride with a
+//! claim): in a batch of accepts their pages would lengthen the commit a
+//! provider waits for. Such ops are not sent on the writer's channel but put
+//! in [`Later`]: only the first of a window wakes the writer (a wake-up per
+//! checkout cost more than its row).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, Conn};
+use super::later::Later;
 use super::ops;
 use super::orders::{self, NewOrder, Order, OrderClaim, OrderQueried};
 use super::sql::Sql;
@@ -30,7 +33,7 @@ use super::{Clock, StoreError};
 /// Most requests committed in one transaction.
 pub(super) const MAX_BATCH: usize = 512;
 /// How long an attempt record may wait for accepts to share a commit with.
-const RECORD_DELAY: Duration = Duration::from_millis(20);
+pub(super) const RECORD_DELAY: Duration = Duration::from_millis(20);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -70,43 +73,6 @@ pub(super) enum Op {
     Close(oneshot::Sender<()>),
     /// Ops are waiting in [`Later`].
     Nudge,
-}
-
-/// The ops that may wait up to [`RECORD_DELAY`] for a batch to ride with.
-#[derive(Default)]
-pub(super) struct Later(Mutex<Vec<Op>>);
-
-/// Most ops waiting in [`Later`]: beyond, the writer is behind (a disk that
-/// hangs) and a new one is refused rather than held in memory unbounded.
-pub(super) const LATER_CAP: usize = 16 * MAX_BATCH;
-
-/// What became of an op put in [`Later`].
-pub(super) enum Pushed {
-    Queued,
-    /// Queued; the writer must be nudged: the first op of a window, or a
-    /// batch's worth waiting.
-    Nudge,
-    /// Not queued: [`LATER_CAP`] ops wait already.
-    Full,
-}
-
-impl Later {
-    pub(super) fn push(&self, op: Op) -> Pushed {
-        let mut ops = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if ops.len() >= LATER_CAP {
-            return Pushed::Full;
-        }
-        ops.push(op);
-        if ops.len() == 1 || ops.len() == MAX_BATCH { Pushed::Nudge } else { Pushed::Queued }
-    }
-
-    fn take(&self) -> Vec<Op> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn full(&self) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len() >= MAX_BATCH
-    }
 }
 
 /// What one op produced, before its reply is sent.
@@ -151,15 +117,12 @@ pub(super) fn spawn<B: Backend>(
 impl<B: Backend> Writer<B> {
     async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
-        // When the ops waiting in `later` must be committed.
-        let mut due: Option<tokio::time::Instant> = None;
         loop {
-            let next = match due {
+            let next = match self.later.due() {
                 None => rx.recv().await,
                 Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
                     Ok(op) => op,
                     Err(_) => {
-                        due = None;
                         self.run_batch(self.later.take()).await;
                         continue;
                     }
@@ -186,12 +149,15 @@ impl<B: Backend> Writer<B> {
                     other => ops.push(other),
                 }
             }
-            if ops.is_empty() && close.is_none() && !self.later.full() {
-                due.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_DELAY);
-                continue;
+            if close.is_some() || self.later.full() {
+                ops.append(&mut self.later.take());
+            } else if ops.iter().any(|op| matches!(op, Op::Accept(..))) {
+                ops.append(&mut self.later.for_accepts(tokio::time::Instant::now()));
+            } else if !ops.is_empty() {
+                // Claims, replays, purges: nobody waits on these at the
+                // door; what waits rides with them.
+                ops.append(&mut self.later.take());
             }
-            ops.append(&mut self.later.take());
-            due = None;
             self.run_batch(ops).await;
             if let Some(done) = close {
                 drop(self.conn.take());
@@ -307,23 +273,5 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>) {
             let _ = tx.send(());
         }
         Op::Nudge => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn later_nudges_at_the_first_op_and_a_batch_s_worth_and_refuses_past_its_cap() {
-        let later = Later::default();
-        let pushes: Vec<Pushed> = (0..LATER_CAP + 1).map(|_| later.push(Op::Nudge)).collect();
-        let nudges: Vec<usize> =
-            pushes.iter().enumerate().filter(|(_, p)| matches!(p, Pushed::Nudge)).map(|(i, _)| i).collect();
-        assert_eq!(nudges, [0, MAX_BATCH - 1]);
-        assert!(matches!(pushes[LATER_CAP], Pushed::Full));
-        assert!(later.full());
-        assert_eq!(later.take().len(), LATER_CAP);
-        assert!(matches!(later.push(Op::Nudge), Pushed::Nudge), "a new window after the writer took them");
     }
 }
