@@ -6,7 +6,6 @@
 //! path, errors from outer layers included.
 
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
@@ -14,25 +13,25 @@ use super::{AppState, LEGACY_CHECKOUT_JSON};
 
 const PATHS: [&str; 2] = ["/funpoint/checkout.json", LEGACY_CHECKOUT_JSON];
 
-/// Adds `Vary: Origin` to every answer of the checkout-data paths, and
+/// On a checkout-data path: the request's origin if it is one of a
+/// tenant's (`Some(None)` for any other origin or none); `None` elsewhere.
+pub fn origin_for(state: &AppState, req: &Request) -> Option<Option<HeaderValue>> {
+    PATHS.contains(&req.uri().path()).then(|| allowed_origin(state, req.headers()))
+}
+
+/// Adds `Vary: Origin` to an answer of the checkout-data paths, and
 /// `Access-Control-Allow-Origin` when the origin is one of a tenant's.
-pub async fn checkout_json_cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !PATHS.contains(&req.uri().path()) {
-        return next.run(req).await;
-    }
-    let allowed = allowed_origin(&state, req.headers());
-    let mut response = next.run(req).await;
+pub fn finish(response: &mut Response, allowed: Option<HeaderValue>) {
     let headers = response.headers_mut();
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = allowed {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
-    response
 }
 
 /// `OPTIONS` on the checkout-data paths: 204, with the method and header
 /// grants only for a tenant's origin (the allow-origin itself is added by
-/// [`checkout_json_cors`]).
+/// [`finish`]).
 pub async fn preflight(State(state): State<AppState>, req: Request) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     if allowed_origin(&state, req.headers()).is_some() {

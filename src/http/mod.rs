@@ -6,6 +6,7 @@ mod body;
 mod checkout;
 mod client_ip;
 mod cors;
+mod edge;
 mod funpoint_return;
 mod health;
 mod metrics;
@@ -24,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderName, StatusCode};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -71,13 +71,11 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .with_state(state.clone());
 
     // Innermost first: the body limit and the timeout sit right around the
-    // routes; CORS outside them so that their errors carry `Vary: Origin`
-    // too; the request id and trace span outermost so every line has them.
+    // routes; the trace span around them; `edge` outermost: it sets the
+    // request id the span shows, and its grammar and CORS headers cover the
+    // errors of every layer inside.
     app.layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-        .layer(middleware::from_fn(notify::in_grammar))
-        .layer(middleware::from_fn_with_state(state, cors::checkout_json_cors))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -99,25 +97,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                 // logged by the handler that chose it.
                 .on_failure(()),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(middleware::from_fn(safe_request_id))
-}
-
-/// A request id from the client (a front proxy's) is kept only when it is
-/// short and plain (`[A-Za-z0-9-]{1,64}`); any other is dropped and one is
-/// made, so that an id cannot forge or flood log lines.
-async fn safe_request_id(mut req: Request, next: Next) -> Response {
-    let plain = |v: &http::HeaderValue| {
-        let b = v.as_bytes();
-        (1..=64).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-    };
-    let ids = req.headers().get_all(REQUEST_ID);
-    let mut values = ids.iter();
-    let keep = matches!((values.next(), values.next()), (Some(v), None) if plain(v));
-    if !keep {
-        req.headers_mut().remove(REQUEST_ID);
-    }
-    next.run(req).await
+        .layer(middleware::from_fn_with_state(state, edge::edge))
 }
 
 /// With `legacy_paths = false` the `.php` paths answer 404. Read per

@@ -45,10 +45,9 @@ struct InGrammar;
 
 /// Every error answered on a notify path is in the provider's grammar
 /// (SPEC §4), including those a layer or the router produced: the body
-/// limit's 413, the timeout's 408, a wrong method's 405.
-pub async fn in_grammar(req: Request, next: axum::middleware::Next) -> Response {
-    let provider = notify_provider(req.uri().path());
-    let response = next.run(req).await;
+/// limit's 413, the timeout's 408, a wrong method's 405. `provider` is
+/// [`notify_provider`] of the request's path.
+pub fn in_grammar(provider: Option<&'static dyn Provider>, response: Response) -> Response {
     let Some(p) = provider else { return response };
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<InGrammar>().is_some() {
@@ -69,7 +68,7 @@ pub async fn in_grammar(req: Request, next: axum::middleware::Next) -> Response 
 }
 
 /// The provider whose notify path this is, if it is one.
-fn notify_provider(path: &str) -> Option<&'static dyn Provider> {
+pub fn notify_provider(path: &str) -> Option<&'static dyn Provider> {
     if path == super::LEGACY_NOTIFY {
         return providers::by_name("funpoint");
     }
