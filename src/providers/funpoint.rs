@@ -108,6 +108,40 @@ pub fn check_mac(section: &FunpointTenant, fields: &FormFields) -> bool {
     }
 }
 
+/// SHA-256 (hex) of the fields but `RtnMsg` and the CheckMacValue, names and
+/// values lowercased, sorted, form-encoded. Stored keys must match across
+/// versions: the lowercased text goes into one buffer and the encoding
+/// straight into the hash, instead of a string per name and value and one
+/// for the whole form (a tenth of notify's CPU), with the same bytes hashed.
+fn dedup_key(form: Option<&FormFields>) -> String {
+    let kept = || form.into_iter().flat_map(FormFields::iter).filter(|(k, _)| *k != "RtnMsg" && *k != CHECK_MAC);
+    let mut text = String::with_capacity(kept().map(|(k, v)| k.len() + v.len()).sum());
+    let mut fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::with_capacity(kept().count());
+    for (k, v) in kept() {
+        let mut lower = |s: &str| {
+            let start = text.len();
+            text.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+            start..text.len()
+        };
+        let k = lower(k);
+        let v = lower(v);
+        fields.push((k, v));
+    }
+    fields.sort_unstable_by(|(ak, av), (bk, bv)| {
+        (&text[ak.clone()], &text[av.clone()]).cmp(&(&text[bk.clone()], &text[bv.clone()]))
+    });
+    let mut hash = Sha256::new();
+    for (i, (k, v)) in fields.into_iter().enumerate() {
+        if i > 0 {
+            hash.update(b"&");
+        }
+        form_urlencoded::byte_serialize(text[k].as_bytes()).for_each(|chunk| hash.update(chunk.as_bytes()));
+        hash.update(b"=");
+        form_urlencoded::byte_serialize(text[v].as_bytes()).for_each(|chunk| hash.update(chunk.as_bytes()));
+    }
+    hex::encode(hash.finalize())
+}
+
 fn form(parsed: &Parsed) -> Option<&FormFields> {
     match parsed {
         Parsed::Form(f) => Some(f),
@@ -188,16 +222,7 @@ impl Provider for Funpoint {
     }
 
     fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
-        let mut fields: Vec<(String, String)> = form(parsed)
-            .map(|f| {
-                f.iter()
-                    .filter(|(k, _)| *k != "RtnMsg" && *k != CHECK_MAC)
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        fields.sort_unstable();
-        Some(hex::encode(Sha256::digest(crate::form::encode(fields).as_bytes())))
+        Some(dedup_key(form(parsed)))
     }
 
     fn simulated(&self, parsed: &Parsed) -> bool {
@@ -262,6 +287,40 @@ mod tests {
         assert!(Funpoint.parse(b"MerchantTradeNo=A01&Gwsr=1", None).is_some());
         assert!(Funpoint.parse(b"MerchantTradeNo=A01&GWSR=1", None).is_none());
         assert!(Funpoint.parse(b"MerchantTradeNo=A01&MyOwnField=1&myownfield2=2", None).is_some());
+    }
+
+    /// The key as every earlier version stored it.
+    fn dedup_key_as_before(form: &FormFields) -> String {
+        let mut fields: Vec<(String, String)> = form
+            .iter()
+            .filter(|(k, _)| *k != "RtnMsg" && *k != CHECK_MAC)
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
+            .collect();
+        fields.sort_unstable();
+        hex::encode(Sha256::digest(crate::form::encode(fields).as_bytes()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_key_is_the_one_stored_before(fields in proptest::collection::vec((
+            proptest::sample::select(vec!["MerchantID", "MerchantTradeNo", "RtnMsg", "CheckMacValue", "TradeAmt", "a b", "名"]),
+            "[A-Za-z0-9 +&=%中_.-]{0,8}"), 0..10)) {
+            let body = crate::form::encode(fields);
+            let form = FormFields::parse(body.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(dedup_key(Some(&form)), dedup_key_as_before(&form));
+        }
+    }
+
+    #[test]
+    fn known_keys_are_unchanged() {
+        assert_eq!(dedup_key(None), hex::encode(Sha256::digest(b"")));
+        let form =
+            FormFields::parse(b"MerchantID=1&MerchantTradeNo=A01&RtnCode=1&RtnMsg=paid&TradeNo=9&CheckMacValue=BB")
+                .unwrap();
+        assert_eq!(
+            dedup_key(Some(&form)),
+            hex::encode(Sha256::digest(b"merchantid=1&merchanttradeno=a01&rtncode=1&tradeno=9"))
+        );
     }
 
     #[test]
