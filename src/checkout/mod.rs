@@ -4,6 +4,7 @@
 //! `crate::http::checkout` turn the outcome into a page, JSON or a CVS post.
 
 mod error;
+mod payment_value;
 mod request;
 mod tenant_api;
 

@@ -70,29 +70,13 @@ impl PaymentRequest {
             return Err(TenantApiError::NoPaymentUrl);
         };
         let raw_value = answer.payment_value.ok_or(TenantApiError::NoPaymentValue)?;
-        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw_value.get()) else {
-            return Err(TenantApiError::NoPaymentValue);
-        };
+        let fields = super::payment_value::fields(&raw_value).ok_or(TenantApiError::NoPaymentValue)?;
         let payment_url = Url::parse(&url).map_err(|_| TenantApiError::BadPaymentUrl)?;
         if !matches!(payment_url.scheme(), "http" | "https") {
             return Err(TenantApiError::BadPaymentUrl);
         }
         let payment_origin = Origin::of_url(&payment_url).ok_or(TenantApiError::BadPaymentUrl)?;
-        let fields = map.into_iter().map(|(k, v)| (k, form_value(v))).collect();
         Ok(Self { payment_url, payment_origin, raw_value, fields })
-    }
-}
-
-/// A JSON value as a form value: strings as given, numbers in their JSON
-/// text (`100` stays `100`, `1.50` stays `1.50`), `true`/`false` as words,
-/// `null` empty, arrays and objects as their JSON text.
-fn form_value(v: Value) -> String {
-    match v {
-        Value::String(s) => s,
-        Value::Null => String::new(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => other.to_string(),
     }
 }
 
