@@ -30,6 +30,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (4, include_str!("migrations/shared/0004_verification.sql")),
         (5, include_str!("migrations/shared/0005_orders.sql")),
         (6, include_str!("migrations/shared/0006_recurring.sql")),
+        (7, include_str!("migrations/sqlite/0007_check_without_in.sql")),
     ],
     single_instance: true,
 };

@@ -223,3 +223,80 @@ async fn purge_keeps_the_newest_rejected_rows_and_recent_deliveries() {
     assert_eq!(purged.delivered, 1, "older than a zero retention");
     store.close().await;
 }
+
+/// SQLite only: a store made by an earlier version (migrations 1–6) is
+/// opened by this one. Its rows stay; the two CHECKs that listed their
+/// values with IN are now comparisons, which allow the same values and
+/// refuse others, and an insert no longer builds a temporary index for
+/// them (it did: `OpenEphemeral` in every insert's program).
+#[tokio::test]
+async fn an_earlier_sqlite_store_gets_its_checks_without_a_temporary_index() {
+    use sqlx::{Connection as _, Executor as _, Row as _};
+    if crate::POSTGRES {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payrelay.db");
+    let earlier = [
+        include_str!("../../src/store/migrations/sqlite/0001_init.sql"),
+        include_str!("../../src/store/migrations/sqlite/0002_path_tenant.sql"),
+        include_str!("../../src/store/migrations/sqlite/0003_no_trigger.sql"),
+        include_str!("../../src/store/migrations/shared/0004_verification.sql"),
+        include_str!("../../src/store/migrations/shared/0005_orders.sql"),
+        include_str!("../../src/store/migrations/shared/0006_recurring.sql"),
+    ];
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    c.execute("PRAGMA journal_mode = WAL").await.unwrap();
+    c.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await.unwrap();
+    for (i, script) in earlier.iter().enumerate() {
+        c.execute(*script).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations VALUES (?, 0)").bind(i as i64 + 1).execute(&mut c).await.unwrap();
+    }
+    const INSERT_A: &str =
+        "INSERT INTO callbacks (id, provider, status, body, received_at) VALUES ('a', 'funpoint', 'pending', x'00', 1)";
+    const INSERT_B: &str =
+        "INSERT INTO callbacks (id, provider, status, body, received_at) VALUES ('b', 'funpoint', 'pending', x'00', 1)";
+    const EXPLAIN_B: &str = "EXPLAIN INSERT INTO callbacks (id, provider, status, body, received_at) VALUES ('b', 'funpoint', 'pending', x'00', 1)";
+    const BOGUS: &str =
+        "INSERT INTO callbacks (id, provider, status, body, received_at) VALUES ('c', 'funpoint', 'bogus', x'00', 1)";
+    let ephemeral = |program: Vec<sqlx::sqlite::SqliteRow>| {
+        program.iter().any(|r| r.try_get::<String, _>(1).is_ok_and(|op| op == "OpenEphemeral"))
+    };
+    assert!(ephemeral(sqlx::query(EXPLAIN_B).fetch_all(&mut c).await.unwrap()), "the old schema");
+    c.execute(INSERT_A).await.unwrap();
+    c.execute("INSERT INTO orders (tenant, merchant_trade_no, state, created_at, updated_at) VALUES ('shop', 'M1', 'paid', 1, 1)")
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+
+    let store = open(&dir).await;
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.by_status.iter().find(|(s, _)| *s == Status::Pending).map(|(_, n)| *n), Some(1), "kept");
+    store.close().await;
+
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let schema: Vec<String> = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name IN ('callbacks', 'orders')")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(schema.len(), 2);
+    assert!(schema.iter().all(|sql| !sql.contains(" IN (") && sql.contains("CHECK (")), "{schema:?}");
+    assert!(!ephemeral(sqlx::query(EXPLAIN_B).fetch_all(&mut c).await.unwrap()));
+    c.execute(INSERT_B).await.unwrap();
+    for status in ["delivered", "dead", "rejected", "unroutable"] {
+        sqlx::query("UPDATE callbacks SET status = ? WHERE id = 'b'").bind(status).execute(&mut c).await.unwrap();
+    }
+    let refused = c.execute(BOGUS).await;
+    assert!(refused.unwrap_err().to_string().contains("CHECK constraint failed"));
+    let refused = c.execute("UPDATE orders SET state = 'refunded'").await;
+    assert!(refused.unwrap_err().to_string().contains("CHECK constraint failed"));
+    c.execute("UPDATE orders SET state = 'expired'").await.unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut c).await.unwrap();
+    assert_eq!(check, "ok");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE merchant_trade_no = 'M1'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
