@@ -28,9 +28,19 @@ use row::{SqliteError, Value};
 /// (`payrelay reconcile` beside the gateway): sqlx's `busy_timeout` before.
 const BUSY_TIMEOUT_MS: c_int = 5_000;
 
+/// Past this many, the cache by address is emptied (a text spelled anew
+/// for each call, as a replay's is, would otherwise keep adding to it).
+const MAX_BY_ADDRESS: usize = 256;
+
 pub(super) struct WriterConn {
     db: NonNull<ffi::sqlite3>,
+    /// Every prepared statement, by its text: finalized on drop.
     statements: HashMap<Arc<str>, Statement>,
+    /// The same statements by the address of the text they were asked for
+    /// with (the store spells each statement once): hashing a multi-row
+    /// statement's whole text on every run cost more than its binding
+    /// (issue 14). The text is kept, so that its address is not reused.
+    by_address: HashMap<usize, (Arc<str>, Statement)>,
 }
 
 // SAFETY: a connection is owned by one writer and used through `&mut self`
@@ -59,7 +69,7 @@ impl WriterConn {
         let Some(db) = NonNull::new(db) else {
             return Err(SqliteError::new(rc, "cannot allocate a connection".into()).into());
         };
-        let mut conn = Self { db, statements: HashMap::new() };
+        let mut conn = Self { db, statements: HashMap::new(), by_address: HashMap::new() };
         if rc != ffi::SQLITE_OK {
             return Err(conn.error(rc));
         }
@@ -103,6 +113,22 @@ impl WriterConn {
 
     /// The prepared statement for `sql`, prepared once per connection.
     fn statement(&mut self, sql: &Arc<str>) -> Result<Statement, sqlx::Error> {
+        let address = Arc::as_ptr(sql).cast::<u8>() as usize;
+        if let Some((text, s)) = self.by_address.get(&address)
+            && Arc::ptr_eq(text, sql)
+        {
+            return Ok(s.clone());
+        }
+        let statement = self.prepared(sql)?;
+        if self.by_address.len() >= MAX_BY_ADDRESS {
+            self.by_address.clear();
+        }
+        self.by_address.insert(address, (sql.clone(), statement.clone()));
+        Ok(statement)
+    }
+
+    /// The prepared statement for the text of `sql`.
+    fn prepared(&mut self, sql: &Arc<str>) -> Result<Statement, sqlx::Error> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }

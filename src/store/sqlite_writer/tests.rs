@@ -79,3 +79,29 @@ async fn a_rolled_back_transaction_leaves_nothing_and_a_commit_is_seen_by_others
     let sync = other.fetch(&sql("PRAGMA synchronous"), Vec::new()).await.unwrap();
     assert_eq!(sync[0].int("synchronous").unwrap(), 2);
 }
+
+/// Statements are found by the address of their text; a text spelled anew
+/// for each call (a replay's) gets the right statement and does not grow
+/// the cache without bound, and one text prepared once however it comes.
+#[tokio::test]
+async fn statements_by_address_stay_right_and_bounded() {
+    let (_dir, mut c) = open();
+    c.script("CREATE TABLE n (v INTEGER)").await.unwrap();
+    let insert = sql("INSERT INTO n (v) VALUES (?1)");
+    for i in 0..3 * super::MAX_BY_ADDRESS as i64 {
+        // A fresh text each time: every other one a different statement.
+        let text = if i % 2 == 0 { sql("INSERT INTO n (v) VALUES (?1)") } else { sql(&format!("SELECT {i} AS v")) };
+        let rows = c.fetch(&text, if i % 2 == 0 { vec![Arg::from(i)] } else { Vec::new() }).await.unwrap();
+        if i % 2 == 1 {
+            assert_eq!(rows[0].int("v").unwrap(), i);
+        }
+        c.execute(&insert, vec![Arg::from(-1)]).await.unwrap();
+        assert!(c.by_address.len() <= super::MAX_BY_ADDRESS);
+    }
+    let m = super::MAX_BY_ADDRESS as i64;
+    let n = c.fetch(&sql("SELECT COUNT(*) AS n, SUM(v < 0) AS m FROM n"), Vec::new()).await.unwrap();
+    // Every turn inserts -1; the even turns also their number.
+    assert_eq!((n[0].int("n").unwrap(), n[0].int("m").unwrap()), (3 * m + 3 * m / 2, 3 * m));
+    let by_text = c.statements.keys().filter(|k| k.starts_with("INSERT")).count();
+    assert_eq!(by_text, 1, "one text, one prepared statement");
+}
