@@ -6,6 +6,7 @@ mod env;
 mod index;
 mod raw;
 mod raw_tenant;
+mod split;
 mod table;
 mod urls;
 mod validate;
@@ -50,8 +51,70 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, &|name| std::env::var(name).ok())
 }
 
+/// What answers for a `${VAR}`: the process environment, or a test's own.
+pub type Env<'a> = dyn Fn(&str) -> Option<String> + Sync + 'a;
+
 /// Validates config text; `env` answers for `${VAR}`s (tests pass their own).
-pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn parse(text: &str, env: &Env<'_>) -> Result<Config, ConfigError> {
+    if let Some(config) = split::tenant_sections(text).and_then(|split| parse_in_sections(&split, env)) {
+        return Ok(config);
+    }
+    parse_whole(text, env)
+}
+
+/// The table read with each tenant parsed on its own (see [`split`]), when
+/// that gives a config without a single problem; `None` otherwise, and the
+/// whole document is read again by [`parse_whole`], whose messages name
+/// every problem as they always did.
+fn parse_in_sections(split: &split::Split<'_>, env: &Env<'_>) -> Option<Config> {
+    let mut doc = DeTable::parse(&split.rest).ok()?;
+    if doc.get_ref().contains_key("tenants") {
+        return None;
+    }
+    let (mut problems, mut taken) = (Vec::new(), Vec::new());
+    for (key, value) in doc.get_mut().iter_mut() {
+        substitute_all(At::key(None, key.get_ref()), value.get_mut(), env, &mut problems, &mut taken);
+    }
+    let mut unknown = false;
+    let mut raw: raw::RawConfig = noting_unknown(toml::de::Deserializer::from(doc), &mut |_| unknown = true).ok()?;
+    if unknown || !problems.is_empty() {
+        return None;
+    }
+    let read = halves(split.tenants.clone(), |from, texts| {
+        texts.into_iter().enumerate().map(|(i, text)| tenant_alone(from + i, text, env)).collect::<Option<Vec<_>>>()
+    });
+    raw.tenants = read.into_iter().collect::<Option<Vec<_>>>()?.into_iter().flatten().collect();
+    Config::try_from(raw).ok()
+}
+
+/// The `i`th tenant from its own text (`[[tenants]]` and its tables), if it
+/// reads without a problem.
+fn tenant_alone(i: usize, text: &str, env: &Env<'_>) -> Option<raw::RawTenant> {
+    let mut doc = DeTable::parse(text).ok()?;
+    let Some(DeValue::Array(items)) = doc.get_mut().remove("tenants").map(Spanned::into_inner) else { return None };
+    let [mut item]: [Spanned<DeValue<'_>>; 1] = items.into_iter().collect::<Vec<_>>().try_into().ok()?;
+    if !doc.get_ref().is_empty() {
+        return None;
+    }
+    let (mut problems, mut taken) = (Vec::new(), Vec::new());
+    let tenants = At::key(None, "tenants");
+    substitute_all(At::index(&tenants, i), item.get_mut(), env, &mut problems, &mut taken);
+    let mut unknown = false;
+    let tenant = noting_unknown(ValueDeserializer::from(item), &mut |_| unknown = true).ok()?;
+    (problems.is_empty() && !unknown).then_some(tenant)
+}
+
+/// `T` from `de`, each key it does not know told to `unknown`: one copy of
+/// the (large) deserializing code for every caller of a `T`.
+fn noting_unknown<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    de: D,
+    unknown: &mut dyn FnMut(String),
+) -> Result<T, D::Error> {
+    serde_ignored::deserialize(de, |path| unknown(path.to_string()))
+}
+
+/// The whole document parsed at once.
+fn parse_whole(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     // The document borrowed from `text`, deserialized straight into the raw
     // mirror: no owned `toml::Table` in between (half of loading a
     // 10,000-tenant table, issue 14).
@@ -73,8 +136,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         _ => None,
     };
     let mut unknown = Vec::new();
-    let raw: Result<raw::RawConfig, _> = serde_ignored::deserialize(toml::de::Deserializer::from(doc), |path| {
-        unknown.push(describe_path(&path.to_string(), &names))
+    let raw: Result<raw::RawConfig, _> = noting_unknown(toml::de::Deserializer::from(doc), &mut |path| {
+        unknown.push(describe_path(&path, &names));
     });
     for key in unknown {
         problems.push(format!("{key}: unknown key"));
@@ -153,7 +216,7 @@ fn read_tenant(
     problems: &mut Vec<String>,
 ) -> Option<raw::RawTenant> {
     let mut unknown = Vec::new();
-    let tenant = serde_ignored::deserialize(ValueDeserializer::from(item), |path| unknown.push(path.to_string()));
+    let tenant = noting_unknown(ValueDeserializer::from(item), &mut |path| unknown.push(path));
     for key in unknown {
         problems.push(format!("{}: unknown key", describe_path(&format!("tenants.{i}.{key}"), names)));
     }
