@@ -80,10 +80,20 @@ fn parse_in_sections(split: &split::Split<'_>, env: &Env<'_>) -> Option<Config> 
     if unknown || !problems.is_empty() {
         return None;
     }
+    // Collected into vectors of their final size: a tenant is large, and a
+    // growing vector of 10,000 of them was copied over and over.
     let read = halves(split.tenants.clone(), |from, texts| {
-        texts.into_iter().enumerate().map(|(i, text)| tenant_alone(from + i, text, env)).collect::<Option<Vec<_>>>()
+        let mut read = Vec::with_capacity(texts.len());
+        for (i, text) in texts.into_iter().enumerate() {
+            read.push(tenant_alone(from + i, text, env)?);
+        }
+        Some(read)
     });
-    raw.tenants = read.into_iter().collect::<Option<Vec<_>>>()?.into_iter().flatten().collect();
+    let mut tenants = Vec::with_capacity(split.tenants.len());
+    for part in read {
+        tenants.extend(part?);
+    }
+    raw.tenants = tenants;
     Config::try_from(raw).ok()
 }
 
