@@ -128,6 +128,22 @@ mod tests {
         }
     }
 
+    /// What a hostile tenant API could answer (its answer is capped at 1 MiB):
+    /// nesting deeper than serde_json's limit is refused, not a stack
+    /// overflow; a hundred thousand entries with repeated names are read in
+    /// one pass (the names are indexed past a few), not compared pairwise.
+    #[test]
+    fn a_hostile_payment_value_is_refused_or_read_in_bounded_work() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(read(&deep), None);
+        let entries: Vec<String> = (0..100_000).map(|i| format!("\"k{}\":{i}", i % 50_000)).collect();
+        let wide = format!("{{{}}}", entries.join(","));
+        assert!(wide.len() < 1 << 21);
+        // (Pairwise comparing would be 2.5 billion string comparisons.)
+        let got = read(&wide).unwrap();
+        assert_eq!((got.len(), got[7].1.as_str()), (50_000, "50007"));
+    }
+
     /// Arbitrary JSON values, to compare with the old reading.
     fn json() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;

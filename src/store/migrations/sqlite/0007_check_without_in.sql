@@ -1,6 +1,6 @@
 -- SQLite builds a temporary index for an IN list of more than two values
 -- each time a statement checks it: every insert of a callback or an order,
--- every status change, paid that (a b-tree opened, a 4 KiB page zeroed) —
+-- every status change paid for it (a b-tree opened, a 4 KiB page zeroed):
 -- a tenth of a checkout's CPU (issue 14). The same two CHECKs spelled as
 -- comparisons allow exactly the same values without it.
 --
