@@ -35,6 +35,10 @@ struct Inner {
     made: crate::reconcile::Made,
     /// Set by the purger when young unroutable rows alone fill their caps.
     unroutable_full: AtomicBool,
+    /// The runtime the worker was made on (the main one), where an attempt
+    /// a request starts runs: requests are served on lanes that stop with
+    /// the server (`http::lanes`).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Worker {
@@ -44,7 +48,20 @@ impl Worker {
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         let (budget, made) = (crate::verify::Budget::default(), crate::reconcile::Made::default());
         let unroutable_full = AtomicBool::new(false);
-        Self { inner: Arc::new(Inner { config, client, store, owner, budget, made, unroutable_full }) }
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Self { inner: Arc::new(Inner { config, client, store, owner, budget, made, unroutable_full, runtime }) }
+    }
+
+    /// Runs `task` on the worker's runtime (the current one when the worker
+    /// was made outside any).
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        match &self.inner.runtime {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// The table in force now; hold it for one attempt.

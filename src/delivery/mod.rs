@@ -210,12 +210,13 @@ pub async fn on_resend(
     })
 }
 
-/// One attempt now, in a task of its own (so that it completes and is
-/// recorded even if the caller gives up), waited for at most `wait`:
+/// One attempt now, in a task of its own on the worker's runtime (so that
+/// it completes and is recorded even if the caller gives up, and outlives
+/// the connection lane that asked), waited for at most `wait`:
 /// did the tenant take it in that time?
 pub async fn deliver_now(worker: &Worker, callback: Claimed, wait: Duration) -> bool {
-    let worker = worker.clone();
-    let attempt = tokio::spawn(async move { deliver(&worker, callback, None).await });
+    let attempt = worker.clone();
+    let attempt = worker.spawn(async move { deliver(&attempt, callback, None).await });
     matches!(tokio::time::timeout(wait, attempt).await, Ok(Ok(true)))
 }
 

@@ -9,6 +9,7 @@ mod cors;
 mod edge;
 mod funpoint_return;
 mod health;
+mod lanes;
 mod metrics;
 mod notify;
 pub(crate) mod page;

@@ -3,17 +3,13 @@
 //! headers is cut off by `request_timeout` like one slow to send its body),
 //! and the peer address for every request (`ConnectInfo`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceExt as _;
+
+use super::lanes::{Accepted, Lanes, serve_connection};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting and gives in-flight requests up to `grace` to finish. At most
@@ -30,6 +26,14 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let count = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut lanes = match Lanes::start(count, &app, header_timeout) {
+        Ok(lanes) => Some(lanes),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the connection lanes; serving on the main runtime");
+            None
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -51,25 +55,24 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = app.clone().map_request(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            req
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-        });
+        let watcher = graceful.watcher();
+        match lanes.as_mut() {
+            Some(lanes) => match stream.into_std() {
+                Ok(stream) => {
+                    // A stopped lane gives the connection back; it is closed.
+                    let _ = lanes.hand(Accepted { stream, peer, slot, watcher });
+                }
+                Err(e) => tracing::warn!(error = %e, %peer, "cannot hand an accepted connection to a lane"),
+            },
+            None => serve_connection(stream, Accepted { stream: (), peer, slot, watcher }, &app, header_timeout),
+        }
     }
     drop(listener);
     tracing::info!("stopped accepting; finishing in-flight requests");
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(?grace, "in-flight requests still running after the grace period; closing them");
+    }
+    if let Some(lanes) = lanes {
+        lanes.stop().await;
     }
 }

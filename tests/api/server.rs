@@ -131,3 +131,50 @@ fn slow_clients_are_cut_off_by_request_timeout() {
     }
     assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
 }
+
+/// Requests are served on the connection lanes, which stop with the server:
+/// a checkout still waiting on its tenant when the gateway is told to stop
+/// gets its whole answer, the stop waits for it and for the lanes, and then
+/// nothing answers on the port.
+#[tokio::test]
+async fn a_checkout_in_flight_when_the_gateway_stops_gets_its_whole_answer() {
+    need_backend!();
+    let f = Fixture::start().await;
+    let url = format!("{}/Cashier/AioCheckOut/V5", f.provider.url());
+    f.tenant.reply(
+        Reply::json(format!(
+            r#"{{"payment_url":"{url}","payment_value":{{"ChoosePayment":"Credit","TotalAmount":100}}}}"#
+        ))
+        .with_delay(Duration::from_millis(400)),
+    );
+    let (client, target) = (f.app.client.clone(), f.app.url("/funpoint/checkout"));
+    let addr = f.app.addr;
+    let checkout = tokio::spawn(async move {
+        let res = client
+            .post(target)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(CHECKOUT)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    });
+    for _ in 0..500 {
+        if !f.tenant.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(f.tenant.received().len(), 1, "the checkout never reached its tenant");
+    tokio::time::timeout(Duration::from_secs(10), f.app.stop()).await.expect("the stop waited past its grace");
+    let (status, html) = checkout.await.unwrap();
+    assert_eq!(status, 200, "{html}");
+    let doc = scraper::Html::parse_document(&html);
+    let form = scraper::Selector::parse("form#payment_data").unwrap();
+    let form = doc.select(&form).next().unwrap_or_else(|| panic!("no form in {html}"));
+    assert_eq!(form.value().attr("action"), Some(url.as_str()));
+    let inputs = scraper::Selector::parse("input[type=hidden]").unwrap();
+    let fields: Vec<_> = form.select(&inputs).map(|i| (i.attr("name").unwrap(), i.attr("value").unwrap())).collect();
+    assert_eq!(fields, [("ChoosePayment", "Credit"), ("TotalAmount", "100")]);
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after the stop");
+}
