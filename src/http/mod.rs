@@ -71,12 +71,14 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .fallback(not_found)
         .with_state(state.clone());
 
-    // Innermost first: the body limit and the timeout sit right around the
-    // routes; the trace span around them; `edge` outermost: it sets the
-    // request id the span shows, and its grammar and CORS headers cover the
-    // errors of every layer inside.
-    app.layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+    // Outermost first: `edge` sets the request id the span shows, and its
+    // grammar and CORS headers cover the errors of every layer inside; then
+    // the trace span; the timeout and the body limit right around the
+    // routes. The stack wraps the router once: `Router::layer` wraps every
+    // route in each layer, boxed and cloned per request (issue 14).
+    let stack = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(state, edge::edge))
+        .map_response(IntoResponse::into_response)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -98,7 +100,11 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                 // logged by the handler that chose it.
                 .on_failure(()),
         )
-        .layer(middleware::from_fn_with_state(state, edge::edge))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .map_response(IntoResponse::into_response)
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .service(app);
+    Router::new().fallback_service(stack)
 }
 
 /// With `legacy_paths = false` the `.php` paths answer 404. Read per
