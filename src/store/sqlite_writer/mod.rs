@@ -77,6 +77,18 @@ impl WriterConn {
         unsafe {
             ffi::sqlite3_busy_timeout(db.as_ptr(), BUSY_TIMEOUT_MS);
             ffi::sqlite3_extended_result_codes(db.as_ptr(), 1);
+            // Plans that do not depend on bound values: otherwise a
+            // statement planned around one (`LIMIT ?`) is marked expired by
+            // the clearing of its bindings after every run, and parsed and
+            // planned again on the next (issue 14). Our partial indexes are
+            // matched by literals (`status = 'pending'`) or by `IS NOT NULL`,
+            // which need no bound value.
+            ffi::sqlite3_db_config(
+                db.as_ptr(),
+                ffi::SQLITE_DBCONFIG_ENABLE_QPSG,
+                1 as c_int,
+                std::ptr::null_mut::<c_int>(),
+            );
         }
         conn.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         Ok(conn)

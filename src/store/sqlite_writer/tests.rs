@@ -105,3 +105,39 @@ async fn statements_by_address_stay_right_and_bounded() {
     let by_text = c.statements.keys().filter(|k| k.starts_with("INSERT")).count();
     assert_eq!(by_text, 1, "one text, one prepared statement");
 }
+
+/// A statement whose plan SQLite would tie to a bound value (`LIMIT ?`, as
+/// in the claims) is prepared once: with the planner free to read bound
+/// values, clearing the bindings after each run marked such a statement
+/// expired and the next run parsed and planned it again (issue 14: a
+/// twentieth of the writer's instructions under load).
+#[tokio::test]
+async fn a_statement_with_a_bound_limit_is_not_prepared_again_on_each_run() {
+    let (_dir, mut c) = open();
+    c.script("CREATE TABLE q (v INTEGER); CREATE INDEX q_due ON q (v) WHERE v IS NOT NULL").await.unwrap();
+    let insert = sql("INSERT INTO q (v) VALUES (?1)");
+    let due = sql("SELECT v FROM q WHERE v <= ?1 ORDER BY v LIMIT ?2");
+    for i in 0..6_i64 {
+        c.execute(&insert, vec![Arg::from(i)]).await.unwrap();
+        let rows = c.fetch(&due, vec![Arg::from(i), Arg::from(i % 3)]).await.unwrap();
+        let got: Vec<i64> = rows.iter().map(|r| r.int("v").unwrap()).collect();
+        assert_eq!(got, (0..(i % 3).min(i + 1)).collect::<Vec<_>>(), "turn {i}");
+    }
+    let statement = c.statement(&due).unwrap();
+    // SAFETY: a statement of this connection, cached and alive.
+    let again =
+        unsafe { super::ffi::sqlite3_stmt_status(statement.ptr.as_ptr(), super::ffi::SQLITE_STMTSTATUS_REPREPARE, 0) };
+    assert_eq!(again, 0, "prepared again on a later run");
+    // Plans that read no bound value still use the partial indexes, which
+    // the store's statements match by `IS NOT NULL` or by a literal.
+    c.script("ALTER TABLE q ADD COLUMN s TEXT; CREATE INDEX q_pending ON q (v) WHERE s = 'pending'").await.unwrap();
+    for (query, index) in [
+        ("SELECT v FROM q WHERE v <= ?1 ORDER BY v LIMIT ?2", "q_due"),
+        ("SELECT v FROM q WHERE s = 'pending' AND v <= ?1 ORDER BY v LIMIT ?2", "q_pending"),
+    ] {
+        let plan =
+            c.fetch(&sql(&format!("EXPLAIN QUERY PLAN {query}")), vec![Arg::from(3), Arg::from(2)]).await.unwrap();
+        let detail: Vec<String> = plan.iter().map(|r| r.text("detail").unwrap()).collect();
+        assert!(detail.iter().any(|d| d.contains(&format!("INDEX {index}"))), "{query}: {detail:?}");
+    }
+}
