@@ -12,6 +12,7 @@
 //! spell differently.
 
 mod backend;
+mod checkouts;
 mod engine;
 mod later;
 mod ops;

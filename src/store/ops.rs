@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::backend::{Arg, Conn};
 use super::rows::{self, Cols};
-use super::sql::{self, Sql};
+use super::sql::{self, Sql, in_chunks};
 use super::types::*;
 use super::{ms, now_ms};
 
@@ -16,16 +16,6 @@ type Result<T> = std::result::Result<T, sqlx::Error>;
 /// The dedup key of a callback that is to be delivered (only those dedup).
 fn dedup_of(n: &NewCallback) -> Option<&DedupKey> {
     if n.status == Status::Pending { n.dedup.as_ref() } else { None }
-}
-
-/// `items` in the sizes multi-row statements are prepared in.
-fn in_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    sql::chunk_sizes(items.len()).into_iter().map(move |size| {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        chunk
-    })
 }
 
 /// A new callback's row, in [`sql::INSERT_COLS`] order.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::backend::{Arg, Conn, Dialect};
 use super::rows::Cols;
+use super::sql::CHUNKS;
 use super::types::*;
 
 type Result<T> = std::result::Result<T, sqlx::Error>;
@@ -158,7 +159,9 @@ const ORDER_COLS: &str = "tenant, merchant_trade_no, merchant_id, amount, paymen
 
 /// The ledger's statements, spelled for one backend.
 pub(super) struct OrderSql {
-    checkout: Arc<str>,
+    /// A batch's checkouts, one statement per [`super::sql::CHUNKS`] size.
+    pub(super) checkouts: Vec<Arc<str>>,
+    pub(super) checkout_events: Vec<Arc<str>>,
     moved: Arc<str>,
     event: Arc<str>,
     claim: Arc<str>,
@@ -171,19 +174,12 @@ pub(super) struct OrderSql {
 
 impl OrderSql {
     pub(super) fn new(spell: &dyn Fn(&str) -> Arc<str>, d: &Dialect) -> Self {
+        let sized = |f: &dyn Fn(usize) -> String| CHUNKS.iter().map(|&n| spell(&f(n))).collect::<Vec<_>>();
         let new_rank = rank("$3");
         let old_rank = rank("state");
         Self {
-            checkout: spell(
-                "INSERT INTO orders (tenant, merchant_trade_no, merchant_id, amount, payment_type, state, created_at,
-                     updated_at, next_query_at, period_ms, exec_times)
-                 VALUES ($1, $2, $3, $4, $5, 'checkout', $6, $6, $7, $8, $9)
-                 ON CONFLICT (tenant, merchant_trade_no) DO UPDATE SET merchant_id = excluded.merchant_id,
-                     amount = excluded.amount, payment_type = excluded.payment_type, updated_at = excluded.updated_at,
-                     next_query_at = excluded.next_query_at, period_ms = excluded.period_ms,
-                     exec_times = excluded.exec_times
-                 WHERE orders.state = 'checkout'",
-            ),
+            checkouts: sized(&super::checkouts::upsert),
+            checkout_events: sized(&super::checkouts::events),
             moved: spell(&format!(
                 "UPDATE orders SET
                      state = CASE WHEN {new_rank} > {old_rank} THEN $3 ELSE state END,
@@ -266,24 +262,6 @@ async fn event<C: Conn>(
     let args =
         vec![Arg::from(tenant), Arg::from(mtn), Arg::from(at), Arg::from(kind), Arg::from(id), Arg::from(detail)];
     c.execute(&sql.event, args).await.map(drop)
-}
-
-pub(super) async fn checkout<C: Conn>(c: &mut C, sql: &OrderSql, o: &NewOrder) -> Result<u64> {
-    let args = vec![
-        Arg::from(o.tenant.as_str()),
-        Arg::from(o.merchant_trade_no.as_str()),
-        Arg::from(o.merchant_id.as_deref()),
-        Arg::from(o.amount),
-        Arg::from(o.payment_type.as_deref()),
-        Arg::from(o.at),
-        Arg::from(o.first_query_at),
-        Arg::from(o.recurring.map(|(p, _)| p)),
-        Arg::from(o.recurring.map(|(_, n)| n)),
-    ];
-    let n = c.execute(&sql.checkout, args).await?;
-    let detail = format!("{} {}", o.payment_type.as_deref().unwrap_or("-"), o.amount.unwrap_or_default());
-    event(c, sql, (&o.tenant, &o.merchant_trade_no), o.at, "checkout", None, &detail).await?;
-    Ok(n)
 }
 
 /// The order move of a callback just stored as `id` for `tenant`.

@@ -206,8 +206,18 @@ impl Sql {
     }
 }
 
+/// `items` in the sizes multi-row statements are prepared in.
+pub(super) fn in_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    chunk_sizes(items.len()).into_iter().map(move |size| {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        chunk
+    })
+}
+
 /// `VALUES ($1, $2), ($3, $4) …` for `rows` rows of `cols` columns.
-fn values(cols: usize, rows: usize) -> String {
+pub(super) fn values(cols: usize, rows: usize) -> String {
     let row = |r: usize| {
         let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
         format!("({})", cells.join(", "))

@@ -210,11 +210,9 @@ impl<B: Backend> Writer<B> {
 /// The ops of one transaction: accepts and records in multi-row
 /// statements, the rest one by one, each op's result in its place.
 async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Vec<Done>, sqlx::Error> {
-    for op in ops {
-        if let Op::Checkout(order) = op {
-            orders::checkout(c, &sql.orders, order).await?;
-        }
-    }
+    let checkouts: Vec<&NewOrder> =
+        ops.iter().filter_map(|op| if let Op::Checkout(o) = op { Some(&**o) } else { None }).collect();
+    super::checkouts::all(c, &sql.orders, &checkouts).await?;
     let accepts: Vec<&NewCallback> =
         ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(&**n) } else { None }).collect();
     let mut accepted = ops::accept_all(c, sql, &accepts, now).await?.into_iter();

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use payrelay::config::StorageConfig;
 use payrelay::store::{
-    Accepted, AttemptRecord, DedupKey, NewCallback, Outcome, PurgePolicy, Replay, Status, Store, now_ms,
+    Accepted, AttemptRecord, DedupKey, NewCallback, NewOrder, OrderState, Outcome, PurgePolicy, Replay, Status, Store,
+    now_ms,
 };
 
 use crate::helpers::*;
@@ -299,4 +300,48 @@ async fn an_earlier_sqlite_store_gets_its_checks_without_a_temporary_index() {
         .await
         .unwrap();
     assert_eq!(n, 1);
+}
+
+/// Checkouts that reach the writer together go in multi-row statements: an
+/// order checked out twice in one batch is one row, created when it first
+/// was and holding the later checkout's details, as one upsert after the
+/// other left it, and every checkout keeps its event in the order's
+/// timeline.
+#[tokio::test]
+async fn checkouts_of_one_batch_keep_every_event_and_the_last_details() {
+    need_backend!();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let order = |no: &str, amount: i64, at: i64| NewOrder {
+        tenant: "shop".into(),
+        merchant_trade_no: no.into(),
+        merchant_id: Some("3002607".into()),
+        amount: Some(amount),
+        payment_type: Some("Credit".into()),
+        at,
+        first_query_at: at + 60_000,
+        recurring: None,
+    };
+    let t = now_ms();
+    // Handed over together: one batch (the writer takes them within 20 ms).
+    for (no, amount, at) in [("A01", 100, t), ("B01", 7, t + 1), ("A01", 250, t + 2)] {
+        store.checkout(order(no, amount, at)).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (a, events) = loop {
+        if let Some((a, events)) = store.order("shop", "A01").await.unwrap()
+            && events.len() == 2
+        {
+            break (a, events);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the checkouts of A01 were not both committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!((a.created_at_ms, a.updated_at_ms, a.amount, a.state), (t, t + 2, Some(250), OrderState::Checkout));
+    assert_eq!(a.next_query_at_ms, Some(t + 2 + 60_000));
+    let seen: Vec<(i64, &str, Option<&str>)> =
+        events.iter().map(|e| (e.at_ms, e.kind.as_str(), e.detail.as_deref())).collect();
+    assert_eq!(seen, [(t, "checkout", Some("Credit 100")), (t + 2, "checkout", Some("Credit 250"))]);
+    let (b, events) = store.order("shop", "B01").await.unwrap().expect("B01 committed with them");
+    assert_eq!((b.created_at_ms, b.amount, events.len()), (t + 1, Some(7), 1));
 }
