@@ -129,6 +129,11 @@ pub(super) struct Dialect {
     pub migrations: &'static [(i64, &'static str)],
     /// One instance per store: leases left by an earlier run are free at open.
     pub single_instance: bool,
+    /// An attempt moves its callback on in a statement per attempt, not one
+    /// `UPDATE … FROM` per chunk: SQLite builds temporary tables for the
+    /// latter (the `IN (VALUES …)` list and the join) on every run, which
+    /// cost more than the rows for the few records of a batch.
+    pub apply_per_row: bool,
 }
 
 /// Where a backend's connections come from.

@@ -18,6 +18,7 @@ mod later;
 mod ops;
 mod orders;
 mod postgres;
+mod records;
 mod rows;
 mod sql;
 mod sqlite;

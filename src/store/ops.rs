@@ -148,42 +148,6 @@ pub(super) async fn accept_all<C: Conn>(
         .collect()
 }
 
-/// Records every attempt of the batch and moves each callback on (the
-/// `apply` statement: the one place that rule is written).
-pub(super) async fn record_all<C: Conn>(
-    c: &mut C,
-    sql: &Sql,
-    records: &[(i64, &AttemptRecord, Outcome)],
-) -> Result<()> {
-    for chunk in in_chunks(records) {
-        let size = chunk.len();
-        let mut args = Vec::with_capacity(size * sql::RECORD_COLS);
-        let mut keys = Vec::with_capacity(size * 2);
-        for (seq, a, outcome) in chunk {
-            let (status, next_at) = match outcome {
-                Outcome::Delivered => (Status::Delivered, None),
-                Outcome::RetryAt(at) => (Status::Pending, Some(*at)),
-                Outcome::Dead => (Status::Dead, None),
-            };
-            args.extend([
-                Arg::from(*seq),
-                Arg::from(i64::from(a.n)),
-                Arg::from(a.at_ms),
-                Arg::from(a.status_code.map(i64::from)),
-                Arg::from(i64::try_from(a.duration_ms).unwrap_or(i64::MAX)),
-                Arg::from(a.error.as_deref()),
-                Arg::from(a.response_excerpt.as_deref()),
-                Arg::from(status.as_str()),
-                Arg::from(next_at),
-            ]);
-            keys.extend([Arg::from(*seq), Arg::from(i64::from(a.n))]);
-        }
-        c.execute(&Sql::sized(&sql.record, size), args).await?;
-        c.execute(&Sql::sized(&sql.apply, size), keys).await?;
-    }
-    Ok(())
-}
-
 /// Leases due rows (`id: None`: the earliest due) or one given pending row.
 pub(super) async fn claim<C: Conn>(
     c: &mut C,

@@ -36,6 +36,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (6, include_str!("migrations/shared/0006_recurring.sql")),
     ],
     single_instance: false,
+    apply_per_row: false,
 };
 
 pub(super) struct PgBackend {

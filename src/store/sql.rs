@@ -57,6 +57,14 @@ const APPLY_HEAD: &str = "UPDATE callbacks
     FROM attempts a
     WHERE a.callback_seq = callbacks.seq AND callbacks.status = 'pending' AND (a.callback_seq, a.n) IN (";
 
+/// The same rule for one attempt, its values bound: `$1` seq, `$2` n,
+/// `$3` outcome, `$4` next_at, `$5` error, `$6` at + duration.
+const APPLY_ONE: &str = "UPDATE callbacks
+    SET status = $3, attempts = CASE WHEN $2 > attempts THEN $2 ELSE attempts END,
+        next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5,
+        finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE $6 END
+    WHERE seq = $1 AND status = 'pending'";
+
 const CLAIMED: &str =
     "RETURNING seq, id, provider, tenant, content_type, body, remote_addr, simulated, attempts, verified, verify_tries,
     source";
@@ -109,6 +117,7 @@ pub(super) struct Sql {
     pub give_up_key: Arc<str>,
     pub record: Vec<Arc<str>>,
     pub apply: Vec<Arc<str>>,
+    pub apply_one: Arc<str>,
     pub verify_note: Arc<str>,
     pub claim_due: Arc<str>,
     pub claim_one: Arc<str>,
@@ -149,6 +158,7 @@ impl Sql {
             give_up_key: s("UPDATE callbacks SET dedup_key = NULL WHERE id = $1"),
             record: sized(&|n| format!("{RECORD_HEAD} {} {RECORD_TAIL}", values(RECORD_COLS, n))),
             apply: sized(&|n| format!("{APPLY_HEAD}{})", values(2, n))),
+            apply_one: s(APPLY_ONE),
             verify_note: s(VERIFY_NOTE),
             claim_due: s(&format!("{CLAIM_DUE} {CLAIMED}")),
             claim_one: s(&format!("{CLAIM_ONE} {CLAIMED}")),

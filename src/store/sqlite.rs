@@ -33,6 +33,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (7, include_str!("migrations/sqlite/0007_check_without_in.sql")),
     ],
     single_instance: true,
+    apply_per_row: true,
 };
 
 pub(super) struct SqliteBackend {

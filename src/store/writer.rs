@@ -223,7 +223,7 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
             _ => None,
         })
         .collect();
-    ops::record_all(c, sql, &records).await?;
+    super::records::record_all(c, sql, &records).await?;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         results.push(match op {
