@@ -64,6 +64,9 @@ impl<'de> Visitor<'de> for Entries {
 fn form_value(raw: &RawValue) -> Result<String, serde_json::Error> {
     let text = raw.get();
     match text.as_bytes().first() {
+        // A valid JSON string without a backslash is its own text between
+        // the quotes (raw control characters are not valid JSON).
+        Some(b'"') if !text.contains('\\') => Ok(text[1..text.len() - 1].to_owned()),
         Some(b'"') => serde_json::from_str::<String>(text),
         Some(b'n') => Ok(String::new()),
         Some(b'[' | b'{') => Ok(serde_json::from_str::<serde_json::Value>(text)?.to_string()),
