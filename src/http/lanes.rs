@@ -29,8 +29,8 @@ use tower::ServiceExt as _;
 /// An accepted connection on its way to a lane: the socket (taken off the
 /// accepting runtime's reactor), its peer, its connection slot and the
 /// graceful-shutdown watcher it is served under.
-pub struct Accepted<S = std::net::TcpStream> {
-    pub stream: S,
+pub struct Accepted {
+    pub stream: std::net::TcpStream,
     pub peer: SocketAddr,
     pub slot: OwnedSemaphorePermit,
     pub watcher: Watcher,
@@ -58,10 +58,7 @@ impl Lanes {
                 runtime.block_on(async move {
                     while let Some(Accepted { stream, peer, slot, watcher }) = accepted.recv().await {
                         match tokio::net::TcpStream::from_std(stream) {
-                            Ok(stream) => {
-                                let conn = Accepted { stream: (), peer, slot, watcher };
-                                serve_connection(stream, conn, &app, header_timeout);
-                            }
+                            Ok(stream) => serve_connection(stream, peer, slot, watcher, &app, header_timeout),
                             Err(e) => tracing::warn!(error = %e, %peer, "cannot serve an accepted connection"),
                         }
                     }
@@ -98,7 +95,9 @@ impl Lanes {
 /// connection slot, under the graceful shutdown `watcher` belongs to.
 pub fn serve_connection(
     stream: tokio::net::TcpStream,
-    Accepted { peer, slot, watcher, .. }: Accepted<()>,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    watcher: Watcher,
     app: &Router,
     header_timeout: Duration,
 ) {

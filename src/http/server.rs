@@ -64,7 +64,7 @@ pub async fn serve(
                 }
                 Err(e) => tracing::warn!(error = %e, %peer, "cannot hand an accepted connection to a lane"),
             },
-            None => serve_connection(stream, Accepted { stream: (), peer, slot, watcher }, &app, header_timeout),
+            None => serve_connection(stream, peer, slot, watcher, &app, header_timeout),
         }
     }
     drop(listener);

@@ -1,5 +1,6 @@
 //! Attempt records: a batch's attempts in multi-row inserts, each moving
-//! its callback on (the one rule of attempts, `sql::APPLY_HEAD`).
+//! its callback on (the one rule of attempts: `APPLY_HEAD` per chunk,
+//! `APPLY_ONE` per attempt, in `sql.rs`).
 
 use super::backend::{Arg, Conn};
 use super::sql::{self, Sql, in_chunks};
@@ -18,7 +19,6 @@ pub(super) async fn record_all<C: Conn>(
     for chunk in in_chunks(records) {
         let size = chunk.len();
         let mut args = Vec::with_capacity(size * sql::RECORD_COLS);
-        let mut keys = Vec::with_capacity(size * 2);
         for (seq, a, outcome) in chunk {
             let (status, next_at) = outcome_columns(*outcome);
             args.extend([
@@ -32,10 +32,10 @@ pub(super) async fn record_all<C: Conn>(
                 Arg::from(status.as_str()),
                 Arg::from(next_at),
             ]);
-            keys.extend([Arg::from(*seq), Arg::from(i64::from(a.n))]);
         }
         c.execute(&Sql::sized(&sql.record, size), args).await?;
         if !sql.dialect.apply_per_row {
+            let keys = chunk.iter().flat_map(|(seq, a, _)| [Arg::from(*seq), Arg::from(i64::from(a.n))]).collect();
             c.execute(&Sql::sized(&sql.apply, size), keys).await?;
             continue;
         }
