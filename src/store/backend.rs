@@ -122,6 +122,12 @@ pub(super) struct Dialect {
     pub no_index: &'static str,
     /// Claims by several instances skip each other's rows instead of waiting.
     pub skip_locked: &'static str,
+    /// Put after `INSERT` in a multi-row insert whose failure fails its whole
+    /// transaction anyway (the writer rolls back on any error): SQLite's
+    /// `OR FAIL` needs no statement journal, where its default (`ABORT`,
+    /// undo this statement's rows and go on) copies every page the
+    /// statement touches aside first — a fifth of the writer's time.
+    pub or_fail: &'static str,
     /// A read transaction that sees one snapshot throughout.
     pub begin_snapshot: &'static str,
     /// Taken inside each migration's transaction (instances starting together).

@@ -30,7 +30,7 @@ pub(super) fn upsert(rows: usize) -> String {
 /// The events of `rows` checkouts.
 pub(super) fn events(rows: usize) -> String {
     format!(
-        "INSERT INTO order_events (tenant, merchant_trade_no, at, kind, callback_id, detail) {}",
+        "INSERT {{or_fail}} INTO order_events (tenant, merchant_trade_no, at, kind, callback_id, detail) {}",
         values(EVENT_COLS, rows)
     )
 }

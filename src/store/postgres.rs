@@ -24,6 +24,7 @@ pub(super) static DIALECT: Dialect = Dialect {
     received_index: "",
     no_index: "",
     skip_locked: "FOR UPDATE SKIP LOCKED",
+    or_fail: "",
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     // "payrelay": serialises the migrations of instances starting together.
     migration_lock: Some("SELECT pg_advisory_xact_lock(8097887137223696761)"),

@@ -28,7 +28,8 @@ pub(super) fn chunk_sizes(mut n: usize) -> Vec<usize> {
 
 /// The columns of a new callback, in the order `ops::insert_rows` binds them.
 pub(super) const INSERT_COLS: usize = 18;
-const INSERT_HEAD: &str = "INSERT INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr,
+const INSERT_HEAD: &str =
+    "INSERT {or_fail} INTO callbacks (id, provider, tenant, status, content_type, body, remote_addr,
     simulated, dedup_key, received_at, next_attempt_at, lease_owner, lease_until, last_error, finished_at, path_tenant,
     order_key, source)";
 const INSERT_TAIL: &str = "ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id, seq";
@@ -245,7 +246,8 @@ fn spell(d: &Dialect, text: &str) -> Arc<str> {
         .replace("{due_index}", d.due_index)
         .replace("{received_index}", d.received_index)
         .replace("{no_index}", d.no_index)
-        .replace("{skip_locked}", d.skip_locked);
+        .replace("{skip_locked}", d.skip_locked)
+        .replace("{or_fail}", d.or_fail);
     if d.numbered_with == '$' {
         return filled.into();
     }
@@ -311,5 +313,12 @@ mod tests {
         assert!(Sql::sized(&lite.insert, 2).contains("VALUES (?, ?, ?"));
         assert!(!Sql::sized(&lite.insert, 2).contains("?1"));
         assert!(lite.routed.contains("?5") && !in_order("a = $1 AND b = $1"));
+        // No statement journal for SQLite's multi-row inserts; PostgreSQL has no `OR`.
+        assert!(Sql::sized(&lite.insert, 8).starts_with("INSERT OR FAIL INTO callbacks"));
+        assert!(
+            Sql::sized(&lite.orders.checkout_events, 8).trim_start().starts_with("INSERT OR FAIL INTO order_events")
+        );
+        assert!(Sql::sized(&pg.insert, 8).starts_with("INSERT  INTO callbacks"));
+        assert!(!Sql::sized(&pg.orders.checkout_events, 8).contains("OR FAIL"));
     }
 }

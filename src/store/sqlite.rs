@@ -21,6 +21,7 @@ pub(super) static DIALECT: Dialect = Dialect {
     received_index: "INDEXED BY callbacks_received",
     no_index: "+",
     skip_locked: "",
+    or_fail: "OR FAIL",
     begin_snapshot: "BEGIN",
     migration_lock: None,
     migrations: &[

@@ -345,3 +345,61 @@ async fn checkouts_of_one_batch_keep_every_event_and_the_last_details() {
     let (b, events) = store.order("shop", "B01").await.unwrap().expect("B01 committed with them");
     assert_eq!((b.created_at_ms, b.amount, events.len()), (t + 1, Some(7), 1));
 }
+
+/// A row that fails in a batch of accepts fails its own callback only: the
+/// batch is rolled back whole and each callback tried in a transaction of
+/// its own, so every other callback is stored once and nothing of the
+/// failed one stays — also on SQLite, whose multi-row insert runs `OR
+/// FAIL` (no statement journal) and leaves the rows before the failing one
+/// in the transaction it then rolls back. A trigger plays the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_failing_in_a_batch_of_accepts_fails_only_its_callback() {
+    use sqlx::{Connection as _, Executor as _};
+    need_backend!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("payrelay.db");
+    let store = open(&dir).await;
+    let tenants = |c: Vec<String>| c.into_iter().collect::<HashSet<String>>();
+    let stored_tenants: HashSet<String> = if crate::POSTGRES {
+        let mut c = sqlx::PgConnection::connect(&crate::pg::database_for(&db)).await.unwrap();
+        c.execute(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                 IF NEW.tenant = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON callbacks FOR EACH ROW EXECUTE FUNCTION poison();",
+        )
+        .await
+        .unwrap();
+        run_poisoned_batch(&store).await;
+        tenants(sqlx::query_scalar("SELECT tenant FROM callbacks").fetch_all(&mut c).await.unwrap())
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        c.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON callbacks WHEN NEW.tenant = 'poison'
+             BEGIN SELECT RAISE(FAIL, 'poisoned'); END",
+        )
+        .await
+        .unwrap();
+        run_poisoned_batch(&store).await;
+        tenants(sqlx::query_scalar("SELECT tenant FROM callbacks").fetch_all(&mut c).await.unwrap())
+    };
+    let expected: HashSet<String> = (0..48).filter(|&i| i != 30).map(|i| format!("t{i}")).collect();
+    assert_eq!(stored_tenants, expected);
+}
+
+/// 48 accepts at once (the writer takes all but the first few in batches),
+/// the 31st for tenant `poison`: it alone fails; each other is stored.
+async fn run_poisoned_batch(store: &Store) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..48 {
+        let store = store.clone();
+        let mut cb = callback(Some(&format!("K{i:02}")), format!("MerchantTradeNo=K{i:02}").as_bytes());
+        cb.tenant = Some(if i == 30 { "poison".into() } else { format!("t{i}") });
+        tasks.spawn(async move { (i, store.accept(cb).await) });
+    }
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            (30, r) => assert!(r.is_err(), "the poisoned callback was accepted: {r:?}"),
+            (i, r) => assert!(matches!(r, Ok(Accepted::Stored { .. })), "callback {i}: {r:?}"),
+        }
+    }
+}
