@@ -2,6 +2,8 @@
 //! the signed payment form, and (for CVS) the server-side post of that form
 //! to the payment provider. Both are bounded in time and size.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,13 +73,42 @@ impl PaymentRequest {
         };
         let raw_value = answer.payment_value.ok_or(TenantApiError::NoPaymentValue)?;
         let fields = super::payment_value::fields(&raw_value).ok_or(TenantApiError::NoPaymentValue)?;
-        let payment_url = Url::parse(&url).map_err(|_| TenantApiError::BadPaymentUrl)?;
-        if !matches!(payment_url.scheme(), "http" | "https") {
-            return Err(TenantApiError::BadPaymentUrl);
-        }
-        let payment_origin = Origin::of_url(&payment_url).ok_or(TenantApiError::BadPaymentUrl)?;
+        let (payment_url, payment_origin) = payment_url(&url).ok_or(TenantApiError::BadPaymentUrl)?;
         Ok(Self { payment_url, payment_origin, raw_value, fields })
     }
+}
+
+/// The last few payment URLs each thread parsed, by their text.
+const KEPT_URLS: usize = 8;
+/// Longer payment URLs are parsed each time.
+const KEPT_URL_BYTES: usize = 512;
+
+thread_local! {
+    static RECENT_URLS: RefCell<VecDeque<(Box<str>, Url, Origin)>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// `text` as an absolute http(s) URL, with its origin. Parsing (WHATWG,
+/// IDNA) and serialising the origin was a sixteenth of a checkout's
+/// instructions (issue 14) for what a tenant answers nearly always the same
+/// few strings, so each thread keeps the last [`KEPT_URLS`] it parsed; the
+/// same text always parses the same way.
+fn payment_url(text: &str) -> Option<(Url, Origin)> {
+    let kept = RECENT_URLS
+        .with_borrow(|r| r.iter().find(|(t, ..)| **t == *text).map(|(_, url, origin)| (url.clone(), origin.clone())));
+    if kept.is_some() {
+        return kept;
+    }
+    let url = Url::parse(text).ok().filter(|u| matches!(u.scheme(), "http" | "https"))?;
+    let origin = Origin::of_url(&url)?;
+    if text.len() <= KEPT_URL_BYTES {
+        RECENT_URLS.with_borrow_mut(|r| {
+            if r.len() == KEPT_URLS {
+                r.pop_front();
+            }
+            r.push_back((text.into(), url.clone(), origin.clone()));
+        });
+    }
+    Some((url, origin))
 }
 
 /// POSTs the five checkout fields (`form_body`, encoded) to the tenant's API and parses its answer.
@@ -171,5 +202,30 @@ mod tests {
         assert!(err(r#"{"payment_url":"https://x.tw","payment_value":[1]}"#).contains("payment_value"));
         assert!(err(r#"{"payment_url":"javascript:alert(1)","payment_value":{}}"#).contains("payment_url"));
         assert!(err(r#"{"payment_url":"/relative","payment_value":{}}"#).contains("payment_url"));
+    }
+
+    /// Kept or not, a URL reads as a fresh parse reads it: cycling through
+    /// more URLs than are kept, each twice over, refused ones included.
+    #[test]
+    fn payment_urls_read_the_same_kept_or_not() {
+        let texts: Vec<String> = (0..2 * KEPT_URLS)
+            .map(|i| match i % 4 {
+                0 => format!("https://P{i}.Example.tw:443/Cashier/AioCheckOut/V5?a={i}"),
+                1 => format!("http://127.0.0.1:{}/a/../b/{i}", 18000 + i),
+                2 => format!("https://xn--fiqs8s{i}.tw/\u{4ea4}%20 /{i}"),
+                _ => format!("ftp://host{i}.tw/"),
+            })
+            .collect();
+        for _ in 0..3 {
+            for t in &texts {
+                let fresh = Url::parse(t).ok().filter(|u| u.scheme().starts_with("http"));
+                let fresh = fresh.map(|u| (u.to_string(), Origin::of_url(&u).unwrap().to_string()));
+                let got = payment_url(t).map(|(u, o)| (u.to_string(), o.to_string()));
+                assert_eq!(got, fresh, "{t}");
+            }
+        }
+        assert_eq!(payment_url("https://a.tw/x").unwrap().1.as_str(), "https://a.tw");
+        assert_eq!(payment_url("https://b.tw/x").unwrap().1.as_str(), "https://b.tw");
+        assert_eq!(payment_url("https://a.tw/x").unwrap().0.as_str(), "https://a.tw/x");
     }
 }
