@@ -201,6 +201,7 @@ pub async fn acknowledge(
                 verified: None,
                 verify_tries: 0,
                 source: None,
+                event: Some(provider.event(parsed)),
             };
             if !inline {
                 relay.handoff.hand_off(claimed);

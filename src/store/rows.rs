@@ -113,6 +113,7 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed, sqlx::Error> {
         verified: r.opt_text("verified")?.map(|v| verified(&v)).transpose()?,
         verify_tries: count(r.int("verify_tries")?),
         source: r.opt_text("source")?,
+        event: None,
     })
 }
 

@@ -120,6 +120,9 @@ pub struct Claimed {
     pub verify_tries: u32,
     /// `reconcile` for a notification the reconciler made; else from the provider.
     pub source: Option<String>,
+    /// What the callback means to the shop (SPEC §9), when the relay has
+    /// just read it; a claim from the store reads its body again.
+    pub event: Option<&'static str>,
 }
 
 /// What the provider's query API said of a callback (SPEC §8).

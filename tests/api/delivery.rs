@@ -87,6 +87,11 @@ async fn dead_after_the_last_wait() {
     assert_eq!(last.header("x-payrelay-delivery"), Some(id.as_str()));
     assert_eq!(last.header("x-payrelay-attempt"), Some("5"));
     assert_eq!(f.app.rows().await.len(), 1);
+    // The first attempt's event came from the relay's reading of the
+    // callback, the later ones' from the stored body: the same.
+    let received = f.tenant.received();
+    let events: Vec<Option<&str>> = received.iter().map(|r| r.header("x-payrelay-event")).collect();
+    assert_eq!(events, [Some("paid"); 5]);
 }
 
 #[tokio::test]
