@@ -116,7 +116,7 @@ pub async fn already_made(
         Some(k) => format!("{} #{k} (made by the reconciler)", m.event),
         None => format!("{} (made by the reconciler)", m.event),
     };
-    match store.order(tenant.id.as_str(), &m.merchant_trade_no).await {
+    match Box::pin(store.order(tenant.id.as_str(), &m.merchant_trade_no)).await {
         Ok(Some((_, events))) => {
             events.iter().any(|e| e.kind == "callback" && e.detail.as_deref() == Some(made.as_str()))
         }

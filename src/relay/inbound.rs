@@ -211,7 +211,7 @@ pub async fn acknowledge(
         }
         Accepted::Duplicate { id, status, received_ms } => {
             tracing::Span::current().record("delivery", id.as_str());
-            if let Some(answer) = conflicting(relay, inbound, parsed, tenant, &id).await {
+            if let Some(answer) = Box::pin(conflicting(relay, inbound, parsed, tenant, &id)).await {
                 return answer;
             }
             if status == Status::Delivered && !inline {
@@ -220,7 +220,7 @@ pub async fn acknowledge(
             crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "duplicate");
             tracing::debug!(original = status.as_str(), "duplicate callback");
             let lease = relay.config.storage.lease;
-            match delivery::on_resend(relay.worker, &id, status, inline, lease).await {
+            match Box::pin(delivery::on_resend(relay.worker, &id, status, inline, lease)).await {
                 Ok(delivery::Resend::Acknowledge) => Answer::Ack,
                 Ok(delivery::Resend::Attempt(claimed)) => deliver_now(relay, claimed).await,
                 Ok(delivery::Resend::NotDue) => Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable"),
@@ -269,7 +269,7 @@ fn remember(relay: &Relay<'_>, provider: &dyn Provider, parsed: &Parsed, pending
 /// `ack = "delivered"`: the provider hears its acknowledgement only if the
 /// tenant took it within `inline_timeout`.
 async fn deliver_now(relay: &Relay<'_>, claimed: Claimed) -> Answer {
-    if delivery::deliver_now(relay.worker, claimed, relay.config.delivery.inline_timeout).await {
+    if Box::pin(delivery::deliver_now(relay.worker, claimed, relay.config.delivery.inline_timeout)).await {
         Answer::Ack
     } else {
         Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "Tenant unavailable")
