@@ -120,7 +120,8 @@ fn dedup_key(form: Option<&FormFields>) -> String {
     for (k, v) in kept() {
         let mut lower = |s: &str| {
             let start = text.len();
-            text.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+            text.push_str(s);
+            text[start..].make_ascii_lowercase();
             start..text.len()
         };
         let k = lower(k);
