@@ -20,14 +20,64 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
+thread_local! {
+    /// The connection lane (`http::lanes`) this thread serves, if any.
+    static LANE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks this thread as connection lane `lane`: the calls it makes go
+/// over connections of its own (see [`Outbound`]).
+pub fn on_lane(lane: usize) {
+    LANE.set(Some(lane));
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("payrelay/", env!("CARGO_PKG_VERSION")));
+
+type Direct = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How many connection lanes get pools of their own; a lane past them
+/// shares one (`lane % LANE_POOLS`).
+const LANE_POOLS: usize = 16;
 
 /// The outbound clients of one process.
 #[derive(Clone)]
 pub struct Outbound {
     reqwest: reqwest::Client,
-    direct: Option<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+    direct: Option<std::sync::Arc<Pools>>,
+}
+
+/// The direct client's pools: one per connection lane, made at its first
+/// call, and one for every other thread (the main runtime's). A pooled
+/// connection is driven by a task of the runtime that opened it; shared
+/// between lanes, a call from one lane over a connection of the other
+/// crossed threads twice (the request handed to the driving lane, the
+/// answer handed back), each a wake-up through the kernel (issue 14).
+struct Pools {
+    connector: HttpsConnector<HttpConnector>,
+    shared: Direct,
+    lanes: [std::sync::OnceLock<Direct>; LANE_POOLS],
+}
+
+impl Pools {
+    fn new(connector: HttpsConnector<HttpConnector>) -> Self {
+        Self { shared: pooled(connector.clone()), lanes: Default::default(), connector }
+    }
+
+    /// The client for the calls of this thread.
+    fn here(&self) -> &Direct {
+        match LANE.get() {
+            Some(lane) => self.lanes[lane % LANE_POOLS].get_or_init(|| pooled(self.connector.clone())),
+            None => &self.shared,
+        }
+    }
+}
+
+fn pooled(connector: HttpsConnector<HttpConnector>) -> Direct {
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
 }
 
 /// One POST: where, with what, how long the whole exchange may take and
@@ -85,11 +135,7 @@ impl Outbound {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let direct = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
-        Ok(Self { reqwest: client, direct: Some(direct) })
+        Ok(Self { reqwest: client, direct: Some(std::sync::Arc::new(Pools::new(https))) })
     }
 
     /// The reqwest client, for every other call.
@@ -100,9 +146,10 @@ impl Outbound {
     /// Makes `call`: the whole exchange, answer read included, within its
     /// timeout.
     pub async fn post(&self, call: Post<'_>) -> Result<Reply, Failure> {
-        let Some(direct) = &self.direct else {
+        let Some(pools) = &self.direct else {
             return via_reqwest(&self.reqwest, call).await;
         };
+        let direct = pools.here();
         let Post { url, headers, body, timeout, limit } = call;
         let mut request = http::Request::post(url).body(Full::new(body)).map_err(|e| Failure::Other(e.to_string()))?;
         *request.headers_mut() = headers;
@@ -267,6 +314,76 @@ mod tests {
             let refused = client.post(call("http://127.0.0.1:1/", SECS_5));
             assert!(matches!(refused.await, Err(Failure::Connect(_))), "{name}");
         }
+    }
+
+    /// A loopback server that answers every request on a connection (keep
+    /// alive) and counts the connections it accepted.
+    async fn keep_alive_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    while read_request(&mut socket).await.contains("\r\n\r\n") {
+                        if socket.write_all(&answer("200 OK", b"1|OK")).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    /// Runs `calls` posts to `url` on a thread of its own marked as
+    /// connection lane `lane`, on its own single-threaded runtime (as
+    /// `http::lanes` runs them), keeping the runtime until `done` fires.
+    fn on_lane_thread(
+        client: Outbound,
+        lane: usize,
+        url: String,
+        calls: usize,
+        done: std::sync::mpsc::Receiver<()>,
+    ) -> std::thread::JoinHandle<()> {
+        let (called, wait) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            super::on_lane(lane);
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                for _ in 0..calls {
+                    let reply = client.post(call(&url, SECS_5)).await.unwrap();
+                    assert_eq!(&reply.body[..], b"1|OK");
+                }
+                called.send(()).unwrap();
+                let _ = tokio::task::spawn_blocking(move || done.recv()).await;
+            });
+        });
+        wait.recv().unwrap();
+        thread
+    }
+
+    /// Each connection lane keeps its own connections: a call made on one
+    /// lane never waits on a connection driven by another lane's thread
+    /// (a wake-up across threads each way), and a lane reuses its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_lane_calls_over_connections_of_its_own() {
+        let (url, accepted) = keep_alive_server().await;
+        let client = Outbound::new(crate::startup::http_client().unwrap(), false).unwrap();
+        let (stop_0, done_0) = std::sync::mpsc::channel();
+        let (stop_1, done_1) = std::sync::mpsc::channel();
+        let lane_0 = on_lane_thread(client.clone(), 0, url.clone(), 3, done_0);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "lane 0 reuses its connection");
+        let lane_1 = on_lane_thread(client.clone(), 1, url.clone(), 3, done_1);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "lane 1 opens its own");
+        for (stop, lane) in [(stop_0, lane_0), (stop_1, lane_1)] {
+            stop.send(()).unwrap();
+            lane.join().unwrap();
+        }
+        let reply = client.post(call(&url, SECS_5)).await.unwrap();
+        assert_eq!(&reply.body[..], b"1|OK", "off the lanes, calls go on");
     }
 
     /// A tenant (or a provider) answering a redirect cannot send a payment's

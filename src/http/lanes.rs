@@ -6,7 +6,9 @@
 //! workers searching each other's queues. A lane does what an nginx worker
 //! does — its own connections, its own timers and I/O readiness. Measured
 //! at 128 connections: up to a tenth less CPU per request, a third of the
-//! futex calls (README, Benchmark, step 22).
+//! futex calls (README, Benchmark, step 22). The calls a lane makes (a
+//! checkout's call to its tenant's API) go over connections of the lane's
+//! own, driven on the lane (`outbound::on_lane`; step 33).
 //!
 //! The accept loop stays where it was and hands each accepted socket to the
 //! next lane in turn. Background work (the delivery worker, the purger, the
@@ -55,6 +57,7 @@ impl Lanes {
             let (queue, mut accepted) = unbounded_channel::<Accepted>();
             let app = app.clone();
             let thread = std::thread::Builder::new().name(format!("payrelay-lane-{i}")).spawn(move || {
+                crate::outbound::on_lane(i);
                 runtime.block_on(async move {
                     while let Some(Accepted { stream, peer, slot, watcher }) = accepted.recv().await {
                         match tokio::net::TcpStream::from_std(stream) {
