@@ -141,3 +141,38 @@ async fn a_statement_with_a_bound_limit_is_not_prepared_again_on_each_run() {
         assert!(detail.iter().any(|d| d.contains(&format!("INDEX {index}"))), "{query}: {detail:?}");
     }
 }
+
+/// The bundled SQLite syncs a commit with `fdatasync`, as the system's
+/// SQLite (and bench/scale.sh's commit probe) does: data and the file's
+/// size, not its modification time, so that a commit rewriting the WAL in
+/// place waits for no journal commit of the file's inode. Built so by
+/// `LIBSQLITE3_FLAGS` in `.cargo/config.toml` (without it SQLite's
+/// source falls back to `fsync`); this executable then imports
+/// `fdatasync` from the C library.
+#[test]
+fn commits_are_synced_with_fdatasync() {
+    let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let imports = dynamic_strings(&exe);
+    assert!(imports.split(|b| *b == 0).any(|name| name == b"pwrite64"), "the reading below finds SQLite's imports");
+    assert!(
+        imports.split(|b| *b == 0).any(|name| name == b"fdatasync"),
+        "SQLite was built without HAVE_FDATASYNC: every commit calls fsync"
+    );
+}
+
+/// The `.dynstr` section of a 64-bit little-endian ELF file: the names of
+/// the symbols it imports (and exports).
+fn dynamic_strings(elf: &[u8]) -> &[u8] {
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([elf[at], elf[at + 1]]));
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| usize::try_from(u64::from_le_bytes(elf[at..at + 8].try_into().unwrap())).unwrap();
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF executable");
+    let (table, size, count, names) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let section = |i: usize| table + i * size;
+    let name_base = u64_at(section(names) + 0x18);
+    (0..count)
+        .map(section)
+        .find(|&s| elf[name_base + u32_at(s)..].starts_with(b".dynstr\0"))
+        .map(|s| &elf[u64_at(s + 0x18)..u64_at(s + 0x18) + u64_at(s + 0x20)])
+        .expect("a .dynstr section")
+}
