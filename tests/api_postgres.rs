@@ -52,6 +52,8 @@ mod security;
 mod server;
 #[path = "api/store.rs"]
 mod store;
+#[path = "api/upgrade.rs"]
+mod upgrade;
 #[path = "api/verify.rs"]
 mod verify;
 #[path = "api/webdriver.rs"]

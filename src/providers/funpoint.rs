@@ -222,6 +222,11 @@ impl Provider for Funpoint {
         Some("MerchantTradeNo")
     }
 
+    /// The key covers every field but `RtnMsg` and `CheckMacValue`, case folded.
+    fn dedup_covers_order(&self) -> bool {
+        true
+    }
+
     fn dedup_key(&self, parsed: &Parsed) -> Option<String> {
         Some(dedup_key(form(parsed)))
     }

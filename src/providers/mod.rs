@@ -3,6 +3,7 @@
 //! what counts as the tenant having taken it. The notify endpoint and the
 //! delivery worker are written once against [`Provider`].
 
+mod dedup;
 pub mod funpoint;
 pub mod oen;
 pub mod sinopac;
@@ -16,6 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{NotifyLimits, RoutingTable, Tenant};
 use crate::form::FormFields;
 use crate::routing::{self, KeyKind, RouteError};
+
+pub use dedup::{led_by_order, tenant_dedup_key};
 
 /// A callback body, parsed the way its provider sends it.
 #[derive(Debug)]
@@ -150,6 +153,13 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// Does [`dedup_key`](Self::dedup_key) cover the
+    /// [`order_field`](Self::order_field)'s value (in any case, if the key
+    /// folds case)? Then the stored key leads with it ([`tenant_dedup_key`]).
+    fn dedup_covers_order(&self) -> bool {
+        false
+    }
+
     /// An error answer on a notify path, in the provider's grammar
     /// (`{"error": "<message>"}` unless the provider says otherwise).
     fn error(&self, message: &str) -> String {
@@ -180,14 +190,6 @@ pub trait Provider: Send + Sync + 'static {
         let _ = body;
         status.is_success()
     }
-}
-
-/// The dedup key of a callback routed to `tenant`: dedup is per tenant
-/// (SPEC §7), so a forged callback routed elsewhere cannot take a genuine
-/// one's key.
-pub fn tenant_dedup_key(provider: &dyn Provider, tenant: &Tenant, parsed: &Parsed) -> Option<String> {
-    let key = provider.dedup_key(parsed)?;
-    Some(hex::encode(Sha256::digest(format!("{}\n{key}", tenant.id.as_str()).as_bytes())))
 }
 
 /// The first of the provider's conflict fields that `new` and `original`

@@ -58,6 +58,11 @@ impl Provider for TapPay {
         Some("order_number")
     }
 
+    /// The key covers `order_number`.
+    fn dedup_covers_order(&self) -> bool {
+        true
+    }
+
     fn ack(&self) -> (StatusCode, String) {
         (StatusCode::OK, r#"{"status":0}"#.to_owned())
     }

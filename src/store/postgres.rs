@@ -35,6 +35,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (4, include_str!("migrations/shared/0004_verification.sql")),
         (5, include_str!("migrations/shared/0005_orders.sql")),
         (6, include_str!("migrations/shared/0006_recurring.sql")),
+        (8, include_str!("migrations/postgres/0008_dedup_led_by_order.sql")),
     ],
     single_instance: false,
     apply_per_row: false,

@@ -32,6 +32,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (5, include_str!("migrations/shared/0005_orders.sql")),
         (6, include_str!("migrations/shared/0006_recurring.sql")),
         (7, include_str!("migrations/sqlite/0007_check_without_in.sql")),
+        (8, include_str!("migrations/sqlite/0008_dedup_led_by_order.sql")),
     ],
     single_instance: true,
     apply_per_row: true,

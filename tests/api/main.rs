@@ -35,5 +35,6 @@ mod providers;
 mod security;
 mod server;
 mod store;
+mod upgrade;
 mod verify;
 mod webdriver;

@@ -1,0 +1,141 @@
+//! A store made by an earlier version, opened by this one, on this
+//! binary's backend: what it stored still counts.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use payrelay::config::StorageConfig;
+use payrelay::providers::led_by_order;
+use payrelay::store::{Accepted, DedupKey, NewCallback, Status, Store};
+use sqlx::{Connection as _, Executor as _};
+
+use crate::helpers::*;
+
+/// Runs `statements` on the store at `db` as an earlier version left it.
+async fn run(db: &std::path::Path, statements: &[String]) {
+    if crate::POSTGRES {
+        let mut c = sqlx::PgConnection::connect(&store_url_for(db)).await.unwrap();
+        for s in statements {
+            c.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(s.clone()))).await.unwrap();
+        }
+        c.close().await.unwrap();
+    } else {
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        c.execute("PRAGMA journal_mode = WAL").await.unwrap();
+        for s in statements {
+            c.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(s.clone()))).await.unwrap();
+        }
+        c.close().await.unwrap();
+    }
+}
+
+/// The schema as migrations 1–7 left it (PostgreSQL's 1–6: it has no 7).
+fn earlier_schema() -> Vec<String> {
+    let scripts: &[(i64, &str)] = if crate::POSTGRES {
+        &[
+            (1, include_str!("../../src/store/migrations/postgres/0001_init.sql")),
+            (4, include_str!("../../src/store/migrations/shared/0004_verification.sql")),
+            (5, include_str!("../../src/store/migrations/shared/0005_orders.sql")),
+            (6, include_str!("../../src/store/migrations/shared/0006_recurring.sql")),
+        ]
+    } else {
+        &[
+            (1, include_str!("../../src/store/migrations/sqlite/0001_init.sql")),
+            (2, include_str!("../../src/store/migrations/sqlite/0002_path_tenant.sql")),
+            (3, include_str!("../../src/store/migrations/sqlite/0003_no_trigger.sql")),
+            (4, include_str!("../../src/store/migrations/shared/0004_verification.sql")),
+            (5, include_str!("../../src/store/migrations/shared/0005_orders.sql")),
+            (6, include_str!("../../src/store/migrations/shared/0006_recurring.sql")),
+            (7, include_str!("../../src/store/migrations/sqlite/0007_check_without_in.sql")),
+        ]
+    };
+    let mut out =
+        vec!["CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)".to_owned()];
+    for (version, script) in scripts {
+        out.push((*script).to_owned());
+        out.push(format!("INSERT INTO schema_migrations VALUES ({version}, 0)"));
+    }
+    out
+}
+
+async fn open(db: &std::path::Path) -> Store {
+    let storage = StorageConfig {
+        url: storage_url(db),
+        retention: Duration::from_secs(3600),
+        keep_rejected: 10,
+        keep_rejected_bytes: 1 << 20,
+        keep_unroutable: 10,
+        keep_unroutable_bytes: 1 << 20,
+        unroutable_min_age: Duration::from_secs(3600),
+        dead_retention: Duration::from_secs(3600),
+        lease: Duration::from_secs(30),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(3),
+    };
+    Store::open(&storage).await.unwrap()
+}
+
+fn resend(provider: payrelay::routing::Provider, key: String, order: &str) -> NewCallback {
+    NewCallback {
+        provider,
+        tenant: Some("shop".into()),
+        status: Status::Pending,
+        reason: None,
+        content_type: Some("application/x-www-form-urlencoded".into()),
+        body: Bytes::from_static(b"resent"),
+        remote_addr: Some("127.0.0.1".into()),
+        simulated: false,
+        dedup: Some(DedupKey { key, window: Duration::from_secs(7 * 86_400) }),
+        path_tenant: None,
+        lease: None,
+        order_key: Some(order.into()),
+        source: None,
+        order: None,
+    }
+}
+
+/// Before migration 8 a stored dedup key was the hash alone; now a Funpoint
+/// or TapPay key leads with its order's number. The keys stored before are
+/// given the same lead, by the same rule as new ones (`led_by_order`), so a
+/// provider's resend arriving after the upgrade is still its original's
+/// duplicate — for an order number that may lead one and for one that may
+/// not, and for a provider whose keys are not led (Oen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_the_upgrade_finds_its_original() {
+    use payrelay::routing::Provider::{Funpoint, Oen, TapPay};
+    need_backend!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("payrelay.db");
+    let stored = [
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Funpoint, "Ord-0042", "1".repeat(64)),
+        ("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", TapPay, "T_7-01", "2".repeat(64)),
+        ("cccccccccccccccccccccccccccccccc", Funpoint, "has space", "3".repeat(64)),
+        ("dddddddddddddddddddddddddddddddd", Oen, "o1", "4".repeat(64)),
+    ];
+    let mut statements = earlier_schema();
+    for (id, provider, order, hash) in &stored {
+        statements.push(format!(
+            "INSERT INTO callbacks (id, provider, tenant, status, body, received_at, dedup_key, order_key)
+             VALUES ('{id}', '{}', 'shop', 'delivered', 'x', {}, '{hash}', '{order}')",
+            provider.name(),
+            payrelay::store::now_ms()
+        ));
+    }
+    run(&db, &statements).await;
+
+    let store = open(&db).await;
+    for (id, provider, order, hash) in stored {
+        let key = if provider == Oen { hash.clone() } else { led_by_order(Some(order), hash.clone()) };
+        assert_eq!(key.contains('\n'), id.starts_with('a') || id.starts_with('b'), "{id}: {key:?}");
+        match store.accept(resend(provider, key, order)).await.unwrap() {
+            Accepted::Duplicate { id: original, status, .. } => {
+                assert_eq!((original.as_str(), status), (id, Status::Delivered));
+            }
+            other => panic!("{id}: stored again after the upgrade: {other:?}"),
+        }
+    }
+    let again = led_by_order(Some("Ord-0042"), "1".repeat(64));
+    assert!(matches!(store.accept(resend(Funpoint, again, "Ord-0042")).await.unwrap(), Accepted::Duplicate { .. }));
+    store.close().await;
+}
