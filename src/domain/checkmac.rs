@@ -60,8 +60,8 @@ impl CheckMac {
 
         let encoded = dotnet_url_encode_lower(&raw);
         let hex = match alg {
-            HashAlgorithm::Sha256 => hex::encode_upper(Sha256::digest(encoded.as_bytes())),
-            HashAlgorithm::Md5 => hex::encode_upper(Md5::digest(encoded.as_bytes())),
+            HashAlgorithm::Sha256 => super::hex::upper(&Sha256::digest(encoded.as_bytes())),
+            HashAlgorithm::Md5 => super::hex::upper(&Md5::digest(encoded.as_bytes())),
         };
         Self(hex)
     }

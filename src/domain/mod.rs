@@ -4,6 +4,7 @@
 mod callback_id;
 pub mod checkmac;
 mod duration;
+pub mod hex;
 mod origin;
 mod secret;
 mod tenant_id;

@@ -24,7 +24,7 @@ const MAX_LEAD: usize = 64;
 /// one's key.
 pub fn tenant_dedup_key(provider: &dyn Provider, tenant: &Tenant, parsed: &Parsed) -> Option<String> {
     let key = provider.dedup_key(parsed)?;
-    let hash = hex::encode(Sha256::digest(format!("{}\n{key}", tenant.id.as_str()).as_bytes()));
+    let hash = crate::domain::hex::lower(&Sha256::digest(format!("{}\n{key}", tenant.id.as_str()).as_bytes()));
     let order = provider.order_field().filter(|_| provider.dedup_covers_order()).and_then(|f| parsed.field(f));
     Some(led_by_order(order.as_deref(), hash))
 }

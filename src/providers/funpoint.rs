@@ -140,7 +140,7 @@ fn dedup_key(form: Option<&FormFields>) -> String {
         hash.update(b"=");
         form_urlencoded::byte_serialize(text[v].as_bytes()).for_each(|chunk| hash.update(chunk.as_bytes()));
     }
-    hex::encode(hash.finalize())
+    crate::domain::hex::lower(&hash.finalize())
 }
 
 fn form(parsed: &Parsed) -> Option<&FormFields> {

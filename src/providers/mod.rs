@@ -50,7 +50,9 @@ impl Parsed {
     pub fn dedup_over(&self, identity: &str, fields: &[&str]) -> Option<String> {
         self.field(identity)?;
         let present: Vec<(&str, Cow<'_, str>)> = fields.iter().filter_map(|&n| self.field(n).map(|v| (n, v))).collect();
-        Some(hex::encode(Sha256::digest(crate::form::encode(present.iter().map(|(k, v)| (*k, v.as_ref()))).as_bytes())))
+        Some(crate::domain::hex::lower(&Sha256::digest(
+            crate::form::encode(present.iter().map(|(k, v)| (*k, v.as_ref()))).as_bytes(),
+        )))
     }
 }
 
