@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::schedule::{next_outcome, parse_retry_after};
 use super::sign::sign;
@@ -16,6 +16,19 @@ use crate::store::{AttemptRecord, Claimed, Outcome, now_ms};
 /// Most of a tenant's answer read; the excerpt kept is shorter still.
 const MAX_ANSWER: usize = 64 * 1024;
 const EXCERPT_CHARS: usize = 200;
+
+// Header names made once, at compile time: a `&str` name is parsed and
+// checked at every insert (2.6k instructions a delivery; issue 14).
+const DELIVERY: HeaderName = HeaderName::from_static("x-payrelay-delivery");
+const ATTEMPT: HeaderName = HeaderName::from_static("x-payrelay-attempt");
+const VERIFIED: HeaderName = HeaderName::from_static("x-payrelay-verified");
+const EVENT: HeaderName = HeaderName::from_static("x-payrelay-event");
+const SOURCE: HeaderName = HeaderName::from_static("x-payrelay-source");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const SIMULATED: HeaderName = HeaderName::from_static("x-payrelay-simulated");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 
 struct Answer {
     status: StatusCode,
@@ -74,16 +87,16 @@ async fn send(client: &Outbound, config: &Config, callback: &Claimed, n: u32) ->
     let content_type = provider.delivery_content_type(callback.content_type.as_deref(), &callback.body);
     let content_type = HeaderValue::try_from(content_type).map_err(|_| "the content type cannot be sent".to_owned())?;
     headers.insert(http::header::CONTENT_TYPE, content_type);
-    headers.insert("x-payrelay-delivery", value(callback.id.as_str())?);
-    headers.insert("x-payrelay-attempt", HeaderValue::from(n));
-    headers.insert("x-payrelay-verified", HeaderValue::from_static(verified));
-    headers.insert("x-payrelay-event", HeaderValue::from_static(event(provider, callback)));
-    headers.insert("x-payrelay-source", value(callback.source.as_deref().unwrap_or("provider"))?);
+    headers.insert(DELIVERY, value(callback.id.as_str())?);
+    headers.insert(ATTEMPT, HeaderValue::from(n));
+    headers.insert(VERIFIED, HeaderValue::from_static(verified));
+    headers.insert(EVENT, HeaderValue::from_static(event(provider, callback)));
+    headers.insert(SOURCE, value(callback.source.as_deref().unwrap_or("provider"))?);
     if let Some(addr) = &callback.remote_addr {
-        headers.insert("x-forwarded-for", value(addr)?);
+        headers.insert(X_FORWARDED_FOR, value(addr)?);
     }
     if callback.simulated {
-        headers.insert("x-payrelay-simulated", HeaderValue::from_static("1"));
+        headers.insert(SIMULATED, HeaderValue::from_static("1"));
     }
     if let Some(secret) = &tenant.forward_secret {
         signed(&mut headers, secret, callback, verified)?;
@@ -117,9 +130,9 @@ fn signed(
         v => format!("{}.{v}", callback.id),
     };
     let timestamp = now_ms() / 1000;
-    headers.insert("webhook-signature", value(&sign(secret, &id, timestamp, &callback.body))?);
-    headers.insert("webhook-id", value(&id)?);
-    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    headers.insert(WEBHOOK_SIGNATURE, value(&sign(secret, &id, timestamp, &callback.body))?);
+    headers.insert(WEBHOOK_ID, value(&id)?);
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
     Ok(())
 }
 
