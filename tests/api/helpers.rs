@@ -210,6 +210,25 @@ pub fn store_url_for(db: &std::path::Path) -> String {
     if crate::POSTGRES { crate::pg::database_for(db) } else { format!("sqlite://{}", db.display()) }
 }
 
+/// The store at `db` (this binary's backend), opened as the store tests
+/// use it: an hour's retention and lease of 30 s, ten refused rows kept.
+pub async fn open_store(db: &std::path::Path) -> payrelay::store::Store {
+    let storage = payrelay::config::StorageConfig {
+        url: storage_url(db),
+        retention: Duration::from_secs(3600),
+        keep_rejected: 10,
+        keep_rejected_bytes: 1 << 20,
+        keep_unroutable: 10,
+        keep_unroutable_bytes: 1 << 20,
+        unroutable_min_age: Duration::from_secs(3600),
+        dead_retention: Duration::from_secs(3600),
+        lease: Duration::from_secs(30),
+        pool_size: 8,
+        connect_timeout: Duration::from_secs(3),
+    };
+    payrelay::store::Store::open(&storage).await.unwrap()
+}
+
 pub fn storage_url(db: &std::path::Path) -> payrelay::config::StorageUrl {
     if crate::POSTGRES {
         payrelay::config::StorageUrl::Postgres(payrelay::domain::Secret::new(crate::pg::database_for(db)))

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use payrelay::config::StorageConfig;
 use payrelay::store::{
     Accepted, AttemptRecord, DedupKey, NewCallback, NewOrder, OrderState, Outcome, PurgePolicy, Replay, Status, Store,
     now_ms,
@@ -15,20 +14,7 @@ use payrelay::store::{
 use crate::helpers::*;
 
 async fn open(dir: &tempfile::TempDir) -> Store {
-    let storage = StorageConfig {
-        url: storage_url(&dir.path().join("payrelay.db")),
-        retention: Duration::from_secs(3600),
-        keep_rejected: 10,
-        keep_rejected_bytes: 1 << 20,
-        keep_unroutable: 10,
-        keep_unroutable_bytes: 1 << 20,
-        unroutable_min_age: Duration::from_secs(3600),
-        dead_retention: Duration::from_secs(3600),
-        lease: Duration::from_secs(30),
-        pool_size: 8,
-        connect_timeout: Duration::from_secs(3),
-    };
-    Store::open(&storage).await.unwrap()
+    open_store(&dir.path().join("payrelay.db")).await
 }
 
 fn callback(key: Option<&str>, body: &[u8]) -> NewCallback {

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use payrelay::config::StorageConfig;
 use payrelay::providers::led_by_order;
-use payrelay::store::{Accepted, DedupKey, NewCallback, Status, Store};
+use payrelay::store::{Accepted, DedupKey, NewCallback, Status};
 use sqlx::{Connection as _, Executor as _};
 
 use crate::helpers::*;
@@ -59,23 +58,6 @@ fn earlier_schema() -> Vec<String> {
     out
 }
 
-async fn open(db: &std::path::Path) -> Store {
-    let storage = StorageConfig {
-        url: storage_url(db),
-        retention: Duration::from_secs(3600),
-        keep_rejected: 10,
-        keep_rejected_bytes: 1 << 20,
-        keep_unroutable: 10,
-        keep_unroutable_bytes: 1 << 20,
-        unroutable_min_age: Duration::from_secs(3600),
-        dead_retention: Duration::from_secs(3600),
-        lease: Duration::from_secs(30),
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(3),
-    };
-    Store::open(&storage).await.unwrap()
-}
-
 fn resend(provider: payrelay::routing::Provider, key: String, order: &str) -> NewCallback {
     NewCallback {
         provider,
@@ -124,7 +106,7 @@ async fn a_resend_after_the_upgrade_finds_its_original() {
     }
     run(&db, &statements).await;
 
-    let store = open(&db).await;
+    let store = open_store(&db).await;
     for (id, provider, order, hash) in stored {
         let key = if provider == Oen { hash.clone() } else { led_by_order(Some(order), hash.clone()) };
         assert_eq!(key.contains('\n'), id.starts_with('a') || id.starts_with('b'), "{id}: {key:?}");
