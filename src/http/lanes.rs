@@ -8,7 +8,8 @@
 //! at 128 connections: up to a tenth less CPU per request, a third of the
 //! futex calls (README, Benchmark, step 22). The calls a lane makes (a
 //! checkout's call to its tenant's API) go over connections of the lane's
-//! own, driven on the lane (`outbound::on_lane`; step 33).
+//! own, driven on the lane (the direct client keeps its connections per
+//! thread, `outbound::pool`; steps 33 and 38).
 //!
 //! The accept loop stays where it was and hands each accepted socket to the
 //! next lane in turn. Background work (the delivery worker, the purger, the
@@ -57,7 +58,6 @@ impl Lanes {
             let (queue, mut accepted) = unbounded_channel::<Accepted>();
             let app = app.clone();
             let thread = std::thread::Builder::new().name(format!("payrelay-lane-{i}")).spawn(move || {
-                crate::outbound::on_lane(i);
                 runtime.block_on(async move {
                     while let Some(Accepted { stream, peer, slot, watcher }) = accepted.recv().await {
                         match tokio::net::TcpStream::from_std(stream) {

@@ -1,6 +1,6 @@
 //! The outbound calls of every payment — a delivery to a tenant, a
 //! checkout's call to its tenant's API, a CVS checkout's post to the
-//! provider — go through a plain hyper client with a pool: reqwest's
+//! provider — go through a plain hyper client (connections kept per thread): reqwest's
 //! layers around the same hyper client (redirect and retry services, URL
 //! parsing, its request builder) were a tenth of notify-unique's CPU
 //! (issue 14). The queries, the command-line tools and, with `[server]
@@ -16,68 +16,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-
-thread_local! {
-    /// The connection lane (`http::lanes`) this thread serves, if any.
-    static LANE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// Marks this thread as connection lane `lane`: the calls it makes go
-/// over connections of its own (see [`Outbound`]).
-pub fn on_lane(lane: usize) {
-    LANE.set(Some(lane));
-}
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("payrelay/", env!("CARGO_PKG_VERSION")));
 
-type Direct = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// How many connection lanes get pools of their own; a lane past them
-/// shares one (`lane % LANE_POOLS`).
-const LANE_POOLS: usize = 16;
-
-/// The outbound clients of one process.
+/// The outbound clients of one process: reqwest, and the direct client's
+/// connector (its connections are kept per thread, see [`pool`]).
 #[derive(Clone)]
 pub struct Outbound {
     reqwest: reqwest::Client,
-    direct: Option<std::sync::Arc<Pools>>,
-}
-
-/// The direct client's pools: one per connection lane, made at its first
-/// call, and one for every other thread (the main runtime's). A pooled
-/// connection is driven by a task of the runtime that opened it; shared
-/// between lanes, a call from one lane over a connection of the other
-/// crossed threads twice (the request handed to the driving lane, the
-/// answer handed back), each a wake-up through the kernel (issue 14).
-struct Pools {
-    connector: HttpsConnector<HttpConnector>,
-    shared: Direct,
-    lanes: [std::sync::OnceLock<Direct>; LANE_POOLS],
-}
-
-impl Pools {
-    fn new(connector: HttpsConnector<HttpConnector>) -> Self {
-        Self { shared: pooled(connector.clone()), lanes: Default::default(), connector }
-    }
-
-    /// The client for the calls of this thread.
-    fn here(&self) -> &Direct {
-        match LANE.get() {
-            Some(lane) => self.lanes[lane % LANE_POOLS].get_or_init(|| pooled(self.connector.clone())),
-            None => &self.shared,
-        }
-    }
-}
-
-fn pooled(connector: HttpsConnector<HttpConnector>) -> Direct {
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
+    direct: Option<std::sync::Arc<pool::Connector>>,
 }
 
 /// One POST: where, with what, how long the whole exchange may take and
@@ -135,7 +84,7 @@ impl Outbound {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(Self { reqwest: client, direct: Some(std::sync::Arc::new(Pools::new(https))) })
+        Ok(Self { reqwest: client, direct: Some(std::sync::Arc::new(https)) })
     }
 
     /// The reqwest client, for every other call.
@@ -146,19 +95,15 @@ impl Outbound {
     /// Makes `call`: the whole exchange, answer read included, within its
     /// timeout.
     pub async fn post(&self, call: Post<'_>) -> Result<Reply, Failure> {
-        let Some(pools) = &self.direct else {
+        let Some(connector) = &self.direct else {
             return via_reqwest(&self.reqwest, call).await;
         };
-        let direct = pools.here();
         let Post { url, headers, body, timeout, limit } = call;
         let mut request = http::Request::post(url).body(Full::new(body)).map_err(|e| Failure::Other(e.to_string()))?;
         *request.headers_mut() = headers;
         request.headers_mut().entry(http::header::USER_AGENT).or_insert(USER_AGENT);
         let exchange = async {
-            let response = direct.request(request).await.map_err(|e| {
-                let text = crate::telemetry::chain(&e);
-                if e.is_connect() { Failure::Connect(text) } else { Failure::Other(text) }
-            })?;
+            let (response, lease) = pool::send(connector, request).await?;
             let (parts, mut body) = response.into_parts();
             let mut read = Vec::new();
             let mut cut = false;
@@ -170,6 +115,10 @@ impl Outbound {
                         break;
                     }
                 }
+            }
+            // Read whole: the connection can carry the next call.
+            if !cut {
+                lease.keep();
             }
             Ok(Reply { status: parts.status, headers: parts.headers, body: read.into(), cut })
         };
@@ -207,6 +156,8 @@ async fn via_reqwest(client: &reqwest::Client, call: Post<'_>) -> Result<Reply, 
     }
     Ok(Reply { status, headers, body: read.into(), cut })
 }
+
+mod pool;
 
 #[cfg(test)]
 mod tests;

@@ -124,19 +124,17 @@ async fn keep_alive_server() -> (String, std::sync::Arc<std::sync::atomic::Atomi
     (url, accepted)
 }
 
-/// Runs `calls` posts to `url` on a thread of its own marked as
-/// connection lane `lane`, on its own single-threaded runtime (as
-/// `http::lanes` runs them), keeping the runtime until `done` fires.
+/// Runs `calls` posts to `url` on a thread of its own, on its own
+/// single-threaded runtime (as `http::lanes` runs them), keeping the
+/// runtime until `done` fires.
 fn on_lane_thread(
     client: Outbound,
-    lane: usize,
     url: String,
     calls: usize,
     done: std::sync::mpsc::Receiver<()>,
 ) -> std::thread::JoinHandle<()> {
     let (called, wait) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
-        super::on_lane(lane);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             for _ in 0..calls {
@@ -160,9 +158,9 @@ async fn each_lane_calls_over_connections_of_its_own() {
     let client = Outbound::new(crate::startup::http_client().unwrap(), false).unwrap();
     let (stop_0, done_0) = std::sync::mpsc::channel();
     let (stop_1, done_1) = std::sync::mpsc::channel();
-    let lane_0 = on_lane_thread(client.clone(), 0, url.clone(), 3, done_0);
+    let lane_0 = on_lane_thread(client.clone(), url.clone(), 3, done_0);
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "lane 0 reuses its connection");
-    let lane_1 = on_lane_thread(client.clone(), 1, url.clone(), 3, done_1);
+    let lane_1 = on_lane_thread(client.clone(), url.clone(), 3, done_1);
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "lane 1 opens its own");
     for (stop, lane) in [(stop_0, lane_0), (stop_1, lane_1)] {
         stop.send(()).unwrap();
@@ -184,4 +182,82 @@ async fn a_redirect_is_an_answer_and_is_never_followed() {
         assert_eq!(reply.status.as_u16(), 307, "{name}");
         assert!(hit.try_recv().is_err(), "{name}: the redirect was followed");
     }
+}
+
+/// A loopback server answering one request per connection and then
+/// closing it, saying so (`connection: close`) or not; counts connections
+/// and hands each request's head to `seen`.
+async fn one_per_connection_server(
+    say_close: bool,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let (tx, seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(read_request(&mut socket).await);
+                let close = if say_close { "connection: close\r\n" } else { "" };
+                let answer = format!("HTTP/1.1 200 OK\r\n{close}content-length: 4\r\n\r\n1|OK");
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, accepted, seen)
+}
+
+/// A connection the remote closed after its answer — with `connection:
+/// close` or silently, while it was kept — is not a failed call: the next
+/// call goes out on a new connection, and every request carries its `Host`.
+#[tokio::test]
+async fn a_kept_connection_the_remote_closed_is_replaced_not_failed() {
+    let client = Outbound::new(crate::startup::http_client().unwrap(), false).unwrap();
+    for say_close in [true, false] {
+        let (url, accepted, mut seen) = one_per_connection_server(say_close).await;
+        let host = url.trim_start_matches("http://").trim_end_matches("/notify").to_owned();
+        for n in 1..=5 {
+            let reply = client.post(call(&url, SECS_5)).await;
+            let reply = reply.unwrap_or_else(|e| panic!("say_close {say_close}, call {n}: {e}"));
+            assert_eq!(&reply.body[..], b"1|OK");
+            let head = seen.recv().await.unwrap().to_ascii_lowercase();
+            assert!(head.contains(&format!("\r\nhost: {host}\r\n")), "{head}");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5, "say_close {say_close}");
+    }
+}
+
+/// An answer cut at the limit leaves its connection unfinished: it is
+/// closed, not kept for the next call.
+#[tokio::test]
+async fn a_connection_whose_answer_was_cut_is_not_reused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                while read_request(&mut socket).await.contains("\r\n\r\n") {
+                    if socket.write_all(&answer("200 OK", &[b'x'; 5000])).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let client = Outbound::new(crate::startup::http_client().unwrap(), false).unwrap();
+    for _ in 0..3 {
+        let reply = client.post(call(&url, SECS_5)).await.unwrap();
+        assert!(reply.cut);
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let whole = client.post(Post { limit: 10_000, ..call(&url, SECS_5) }).await.unwrap();
+    let again = client.post(Post { limit: 10_000, ..call(&url, SECS_5) }).await.unwrap();
+    assert!(!whole.cut && !again.cut);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4, "an answer read whole keeps its connection");
 }
