@@ -13,10 +13,9 @@ use super::AppState;
 
 /// Counts every request by its route template and answer status.
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
-    metrics::counter!("payrelay_http_requests_total", "route" => route, "status" => response.status().as_u16().to_string())
-        .increment(1);
+    crate::metrics::http_request(route.as_ref().map_or("unmatched", MatchedPath::as_str), response.status());
     response
 }
 
