@@ -11,16 +11,65 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Up to this many entries a repeated name is found by comparing; past it,
 /// through an index.
 const SMALL: usize = 32;
 
+/// Form fields, names and values in one buffer (a checkout's dozen fields
+/// were two dozen strings of their own; issue 14).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fields {
+    text: String,
+    /// Each field's name and value, as ranges of `text`.
+    at: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl Fields {
+    /// The fields in order, as `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.at.iter().map(|(n, v)| (&self.text[n.clone()], &self.text[v.clone()]))
+    }
+
+    /// The value of the first field named `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let (_, value) = self.at.iter().find(|(n, _)| self.same(n, name.as_bytes()))?;
+        Some(&self.text[value.clone()])
+    }
+
+    /// The values of the first fields named `names`, in one pass.
+    pub fn get_all<const N: usize>(&self, names: [&str; N]) -> [Option<&str>; N] {
+        let mut found = [None; N];
+        for (n, v) in &self.at {
+            if let Some(i) = names.iter().position(|name| self.same(n, name.as_bytes()))
+                && found[i].is_none()
+            {
+                found[i] = Some(&self.text[v.clone()]);
+            }
+        }
+        found
+    }
+
+    /// Is `text[at]` `name`? (Bytes: lengths first, no slicing of the text.)
+    fn same(&self, at: &Range<usize>, name: &[u8]) -> bool {
+        at.len() == name.len() && self.text.as_bytes().get(at.clone()) == Some(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+}
+
 /// `raw` (a JSON object) as form fields; `None` when it is not an object.
-pub fn fields(raw: &RawValue) -> Option<Vec<(String, String)>> {
+pub fn fields(raw: &RawValue) -> Option<Fields> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
     de.deserialize_map(Entries).ok()
 }
@@ -28,55 +77,106 @@ pub fn fields(raw: &RawValue) -> Option<Vec<(String, String)>> {
 struct Entries;
 
 impl<'de> Visitor<'de> for Entries {
-    type Value = Vec<(String, String)>;
+    type Value = Fields;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: Vec<(String, String)> = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        let mut out =
+            Fields { text: String::with_capacity(512), at: Vec::with_capacity(map.size_hint().unwrap_or(16)) };
         let mut index: Option<HashMap<String, usize>> = None;
-        while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
-            let value = form_value(value).map_err(serde::de::Error::custom)?;
-            let at = match &mut index {
-                Some(index) => index.get(&name).copied(),
-                None => fields.iter().position(|(n, _)| *n == name),
+        // A bit per name seen, by `name_bit`: a name whose bit is clear is
+        // new without comparing it with every name before it.
+        let mut seen = 0u64;
+        loop {
+            let start = out.text.len();
+            if map.next_key_seed(KeyInto(&mut out.text))?.is_none() {
+                break;
+            }
+            let name = start..out.text.len();
+            let repeated = match &index {
+                Some(index) => index.get(&out.text[name.clone()]).copied(),
+                None => {
+                    let key = &out.text.as_bytes()[name.clone()];
+                    let bit = name_bit(key);
+                    let maybe = seen & bit != 0;
+                    seen |= bit;
+                    if maybe { out.at.iter().position(|(n, _)| out.same(n, key)) } else { None }
+                }
             };
-            match at {
-                Some(at) => fields[at].1 = value,
+            if repeated.is_some() {
+                out.text.truncate(start);
+            }
+            let value_start = out.text.len();
+            form_value(&mut out.text, map.next_value::<&'de RawValue>()?).map_err(serde::de::Error::custom)?;
+            let value = value_start..out.text.len();
+            match repeated {
+                Some(at) => out.at[at].1 = value,
                 None => {
                     if let Some(index) = &mut index {
-                        index.insert(name.clone(), fields.len());
+                        index.insert(out.text[name.clone()].to_owned(), out.at.len());
                     }
-                    fields.push((name, value));
-                    if index.is_none() && fields.len() > SMALL {
-                        index = Some(fields.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect());
+                    out.at.push((name, value));
+                    if index.is_none() && out.at.len() > SMALL {
+                        index = Some(out.iter().enumerate().map(|(i, (n, _))| (n.to_owned(), i)).collect());
                     }
                 }
             }
         }
-        Ok(fields)
+        Ok(out)
     }
 }
 
-/// One entry's JSON text as a form value.
-fn form_value(raw: &RawValue) -> Result<String, serde_json::Error> {
+/// One of 64 bits for a name, from its length and its first and last bytes.
+fn name_bit(name: &[u8]) -> u64 {
+    let (first, last) = (name.first().copied().unwrap_or(0), name.last().copied().unwrap_or(0));
+    1 << ((name.len() + usize::from(first) * 7 + usize::from(last) * 13) % 64)
+}
+
+/// A key, appended to the buffer as it is read (borrowed or unescaped).
+struct KeyInto<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for KeyInto<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeyInto<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_str(v);
+        Ok(())
+    }
+}
+
+/// One entry's JSON text as a form value, appended to `out`.
+fn form_value(out: &mut String, raw: &RawValue) -> Result<(), serde_json::Error> {
     let text = raw.get();
     match text.as_bytes().first() {
         // A valid JSON string without a backslash is its own text between
         // the quotes (raw control characters are not valid JSON).
-        Some(b'"') if !text.contains('\\') => Ok(text[1..text.len() - 1].to_owned()),
-        Some(b'"') => serde_json::from_str::<String>(text),
-        Some(b'n') => Ok(String::new()),
-        Some(b'[' | b'{') => Ok(serde_json::from_str::<serde_json::Value>(text)?.to_string()),
+        Some(b'"') if !text.contains('\\') => out.push_str(&text[1..text.len() - 1]),
+        Some(b'"') => out.push_str(&serde_json::from_str::<String>(text)?),
+        Some(b'n') => {}
+        Some(b'[' | b'{') => out.push_str(&serde_json::from_str::<serde_json::Value>(text)?.to_string()),
         // serde_json writes an exponent its own way (`1E5` as `1e+5`).
         Some(b'-' | b'0'..=b'9') if text.contains(['e', 'E']) => {
-            Ok(serde_json::from_str::<serde_json::Number>(text)?.to_string())
+            out.push_str(&serde_json::from_str::<serde_json::Number>(text)?.to_string());
         }
         // Any other number, or true/false: its text is the value.
-        _ => Ok(text.to_owned()),
+        _ => out.push_str(text),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,7 +205,8 @@ mod tests {
     }
 
     fn read(raw: &str) -> Option<Vec<(String, String)>> {
-        fields(&serde_json::from_str::<Box<RawValue>>(raw).ok()?)
+        let fields = fields(&serde_json::from_str::<Box<RawValue>>(raw).ok()?)?;
+        Some(fields.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect())
     }
 
     #[test]
@@ -117,6 +218,19 @@ mod tests {
         assert_eq!(read(&raw), as_before(&raw));
         let got = read(&raw).unwrap();
         assert_eq!((got.len(), &got[3].1, &got[39].1), (40, &"x".to_owned(), &String::new()));
+    }
+
+    #[test]
+    fn fields_are_found_by_name() {
+        let raw = serde_json::from_str::<Box<RawValue>>(
+            r#"{"TotalAmount":500,"MerchantTradeNo":"FP1","X":"","TotalAmount":"600"}"#,
+        )
+        .unwrap();
+        let f = fields(&raw).unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(f.get("TotalAmount"), Some("600"));
+        assert_eq!((f.get("X"), f.get("Y"), f.get("Total")), (Some(""), None, None));
+        assert_eq!(f.get_all(["MerchantTradeNo", "Y", "TotalAmount"]), [Some("FP1"), None, Some("600")]);
     }
 
     #[test]

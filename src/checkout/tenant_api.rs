@@ -47,16 +47,16 @@ pub struct PaymentRequest {
     /// `payment_value` byte for byte as the tenant sent it.
     pub raw_value: Box<RawValue>,
     /// `payment_value`'s entries in the tenant's order, as form values.
-    pub fields: Vec<(String, String)>,
+    pub fields: super::payment_value::Fields,
 }
 
 impl PaymentRequest {
     pub fn choose_payment(&self) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == "ChoosePayment").map(|(_, v)| v.as_str())
+        self.fields.get("ChoosePayment")
     }
 
     pub fn field_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.fields.iter()
     }
 
     /// Parses a tenant API answer: a JSON object with a string `payment_url`

@@ -99,23 +99,27 @@ async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, Gateway
 /// the payment and its notifications do not depend on the ledger, only the
 /// reconciliation of this one order does.
 async fn record_order(state: &AppState, tenant: &crate::domain::TenantId, payment: &checkout::PaymentRequest) {
-    let field = |k: &str| payment.fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let Some(merchant_trade_no) = field("MerchantTradeNo").filter(|m| !m.is_empty()) else { return };
+    let [trade_no, merchant_id, amount, payment_type, period_type, frequency, exec_times] = payment.fields.get_all([
+        "MerchantTradeNo",
+        "MerchantID",
+        "TotalAmount",
+        "ChoosePayment",
+        "PeriodType",
+        "Frequency",
+        "ExecTimes",
+    ]);
+    let Some(merchant_trade_no) = trade_no.filter(|m| !m.is_empty()) else { return };
     let now = state.store().clock().now_ms();
+    let after = state.config().reconcile.after;
     let order = crate::store::NewOrder {
         tenant: tenant.to_string(),
-        merchant_trade_no,
-        merchant_id: field("MerchantID"),
-        amount: field("TotalAmount").and_then(|a| a.trim().parse().ok()),
-        payment_type: field("ChoosePayment"),
+        merchant_trade_no: merchant_trade_no.to_owned(),
+        merchant_id: merchant_id.map(str::to_owned),
+        amount: amount.and_then(|a| a.trim().parse().ok()),
+        payment_type: payment_type.map(str::to_owned),
         at: now,
-        first_query_at: now + crate::store::ms(state.config().reconcile.after),
-        recurring: crate::reconcile::recurring(
-            field("PeriodType").as_deref(),
-            field("Frequency").as_deref(),
-            field("ExecTimes").as_deref(),
-            state.config().reconcile.after,
-        ),
+        first_query_at: now + crate::store::ms(after),
+        recurring: crate::reconcile::recurring(period_type, frequency, exec_times, after),
     };
     if let Err(e) = state.store().checkout(order).await {
         tracing::error!(tenant = %tenant, error = %e, "cannot record the checkout in the order ledger; it will not be reconciled");
