@@ -8,6 +8,8 @@
 //! before exit writes out the rest. A line is lost only if the process is
 //! killed with lines still queued.
 
+mod fields;
+
 use std::io::{IsTerminal as _, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +56,8 @@ pub fn init(format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     let installed = match format {
+        // Without colours, fields written plainly (`fields`).
+        LogFormat::Text if !ansi => builder.fmt_fields(fields::PlainFields).try_init(),
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
