@@ -1,13 +1,14 @@
 //! The outermost layer, one function for what every answer needs: the
 //! request id (kept from a front proxy when plain, else made; answered as
-//! `X-Request-Id`), a notify path's errors in its provider's grammar, and
-//! the checkout-data path's CORS headers. One layer instead of five: each
+//! `X-Request-Id`), a notify path's errors in its provider's grammar, the
+//! checkout-data path's CORS headers, and the PHP original's paths switched
+//! off (`legacy_paths = false`). One layer instead of six: each
 //! tower layer boxed and polled its own future per request (issue 14).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
-use http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse as _, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::{AppState, REQUEST_ID, cors, notify};
 
@@ -15,7 +16,16 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
     let id = request_id(req.headers_mut());
     let provider = notify::notify_provider(req.uri().path());
     let cors = cors::origin_for(&state, &req);
-    let mut response = notify::in_grammar(provider, next.run(req).await);
+    // With `legacy_paths = false` the `.php` paths answer 404 (read per
+    // request, so that a reload switches them). Here rather than a layer
+    // on their routes: a layer boxed and polled its own future per request.
+    let response = if !state.config().server.legacy_paths && super::is_legacy(req.uri().path()) {
+        crate::metrics::http_request(req.uri().path(), StatusCode::NOT_FOUND);
+        super::not_found().await.into_response()
+    } else {
+        next.run(req).await
+    };
+    let mut response = notify::in_grammar(provider, response);
     if let Some(allowed) = cors {
         cors::finish(&mut response, allowed);
     }

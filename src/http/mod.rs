@@ -20,9 +20,9 @@ mod state;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http::{HeaderName, StatusCode};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -51,8 +51,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route(LEGACY_CHECKOUT, post(checkout::page))
         .route(LEGACY_CHECKOUT_JSON, post(checkout::json).options(cors::preflight))
         .route(LEGACY_RETURN, post(funpoint_return::relay))
-        .route(LEGACY_NOTIFY, post(notify::legacy_funpoint))
-        .route_layer(middleware::from_fn_with_state(state.clone(), legacy_switch));
+        .route(LEGACY_NOTIFY, post(notify::legacy_funpoint));
 
     let app = Router::new()
         .route("/funpoint/checkout", post(checkout::page))
@@ -107,10 +106,9 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
     Router::new().fallback_service(stack)
 }
 
-/// With `legacy_paths = false` the `.php` paths answer 404. Read per
-/// request so that a reload switches them.
-async fn legacy_switch(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.config().server.legacy_paths { next.run(req).await } else { not_found().await.into_response() }
+/// Is `path` one of the PHP original's four?
+fn is_legacy(path: &str) -> bool {
+    [LEGACY_CHECKOUT, LEGACY_CHECKOUT_JSON, LEGACY_NOTIFY, LEGACY_RETURN].contains(&path)
 }
 
 pub(crate) async fn not_found() -> impl IntoResponse {

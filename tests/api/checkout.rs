@@ -393,6 +393,7 @@ async fn legacy_paths_off_means_404() {
         "/payment_background_funpoint.php",
         "/payment_background_funpoint_payment.php",
         "/payment_background_funpoint_receive_mid.php",
+        "/payment_background_funpoint_receive.php",
     ] {
         assert_eq!(app.post_form(path, CHECKOUT).await.status(), 404, "{path}");
     }
