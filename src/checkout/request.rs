@@ -11,16 +11,17 @@ pub const MAX_FIELD_BYTES: usize = 512;
 
 /// Five present, non-empty fields of at most 512 bytes each. Passed to the
 /// tenant opaquely: the tenant validates `token`.
-pub struct CheckoutRequest {
-    values: [String; 5],
+/// Borrowed from the form (no copies: issue 14).
+pub struct CheckoutRequest<'a> {
+    values: [&'a str; 5],
 }
 
-impl CheckoutRequest {
-    pub fn from_form(form: &FormFields) -> Result<Self, GatewayError> {
-        let mut values: [String; 5] = Default::default();
+impl<'a> CheckoutRequest<'a> {
+    pub fn from_form(form: &'a FormFields) -> Result<Self, GatewayError> {
+        let mut values: [&str; 5] = Default::default();
         for (n, name) in FIELDS.iter().enumerate() {
             match form.get(name) {
-                Some(v) if !v.is_empty() => values[n] = v.to_owned(),
+                Some(v) if !v.is_empty() => values[n] = v,
                 _ => return Err(GatewayError::MissingField(n + 1)),
             }
         }
@@ -30,13 +31,13 @@ impl CheckoutRequest {
         Ok(Self { values })
     }
 
-    pub fn domain(&self) -> &str {
-        &self.values[4]
+    pub fn domain(&self) -> &'a str {
+        self.values[4]
     }
 
     /// The five fields, in order, for the tenant API call.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        FIELDS.iter().copied().zip(self.values.iter().map(String::as_str))
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &'a str)> {
+        FIELDS.iter().copied().zip(self.values)
     }
 }
 
