@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Up to this many entries a repeated name is found by comparing; past it,
@@ -30,6 +30,10 @@ pub struct Fields {
 }
 
 impl Fields {
+    fn with_capacity(entries: Option<usize>) -> Self {
+        Self { text: String::with_capacity(512), at: Vec::with_capacity(entries.unwrap_or(16)) }
+    }
+
     /// The fields in order, as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.at.iter().map(|(n, v)| (&self.text[n.clone()], &self.text[v.clone()]))
@@ -74,6 +78,68 @@ pub fn fields(raw: &RawValue) -> Option<Fields> {
     de.deserialize_map(Entries).ok()
 }
 
+/// For `#[serde(deserialize_with)]`: an object's fields read in the pass
+/// that reads the document around it; `None` for any other value.
+pub fn object_fields<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Fields>, D::Error> {
+    de.deserialize_any(ObjectOrNot)
+}
+
+struct ObjectOrNot;
+
+impl<'de> Visitor<'de> for ObjectOrNot {
+    type Value = Option<Fields>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    /// (With serde_json's `arbitrary_precision` a number that is not an
+    /// integer comes as an object whose first entry has this name; an
+    /// object a tenant sends with that first name is refused the same way.)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        const NUMBER: &str = "$serde_json::private::Number";
+        let mut out = Fields::with_capacity(map.size_hint());
+        if map.next_key_seed(KeyInto(&mut out.text))?.is_none() {
+            return Ok(Some(out));
+        }
+        if out.text == NUMBER {
+            map.next_value::<IgnoredAny>()?;
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        }
+        entries(map, out, true).map(Some)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
 struct Entries;
 
 impl<'de> Visitor<'de> for Entries {
@@ -83,50 +149,55 @@ impl<'de> Visitor<'de> for Entries {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out =
-            Fields { text: String::with_capacity(512), at: Vec::with_capacity(map.size_hint().unwrap_or(16)) };
-        let mut index: Option<HashMap<String, usize>> = None;
-        // A bit per name seen, by `name_bit`: a name whose bit is clear is
-        // new without comparing it with every name before it.
-        let mut seen = 0u64;
-        loop {
-            let start = out.text.len();
-            if map.next_key_seed(KeyInto(&mut out.text))?.is_none() {
-                break;
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let out = Fields::with_capacity(map.size_hint());
+        entries(map, out, false)
+    }
+}
+
+/// Reads `map`'s entries into `out`; with `first_read`, the first key is
+/// already in `out.text` (and nothing else is).
+fn entries<'de, A: MapAccess<'de>>(mut map: A, mut out: Fields, mut first_read: bool) -> Result<Fields, A::Error> {
+    let mut index: Option<HashMap<String, usize>> = None;
+    // A bit per name seen, by `name_bit`: a name whose bit is clear is
+    // new without comparing it with every name before it.
+    let mut seen = 0u64;
+    loop {
+        let start = if std::mem::take(&mut first_read) { 0 } else { out.text.len() };
+        if start == out.text.len() && map.next_key_seed(KeyInto(&mut out.text))?.is_none() {
+            break;
+        }
+        let name = start..out.text.len();
+        let repeated = match &index {
+            Some(index) => index.get(&out.text[name.clone()]).copied(),
+            None => {
+                let key = &out.text.as_bytes()[name.clone()];
+                let bit = name_bit(key);
+                let maybe = seen & bit != 0;
+                seen |= bit;
+                if maybe { out.at.iter().position(|(n, _)| out.same(n, key)) } else { None }
             }
-            let name = start..out.text.len();
-            let repeated = match &index {
-                Some(index) => index.get(&out.text[name.clone()]).copied(),
-                None => {
-                    let key = &out.text.as_bytes()[name.clone()];
-                    let bit = name_bit(key);
-                    let maybe = seen & bit != 0;
-                    seen |= bit;
-                    if maybe { out.at.iter().position(|(n, _)| out.same(n, key)) } else { None }
+        };
+        if repeated.is_some() {
+            out.text.truncate(start);
+        }
+        let value_start = out.text.len();
+        form_value(&mut out.text, map.next_value::<&'de RawValue>()?).map_err(serde::de::Error::custom)?;
+        let value = value_start..out.text.len();
+        match repeated {
+            Some(at) => out.at[at].1 = value,
+            None => {
+                if let Some(index) = &mut index {
+                    index.insert(out.text[name.clone()].to_owned(), out.at.len());
                 }
-            };
-            if repeated.is_some() {
-                out.text.truncate(start);
-            }
-            let value_start = out.text.len();
-            form_value(&mut out.text, map.next_value::<&'de RawValue>()?).map_err(serde::de::Error::custom)?;
-            let value = value_start..out.text.len();
-            match repeated {
-                Some(at) => out.at[at].1 = value,
-                None => {
-                    if let Some(index) = &mut index {
-                        index.insert(out.text[name.clone()].to_owned(), out.at.len());
-                    }
-                    out.at.push((name, value));
-                    if index.is_none() && out.at.len() > SMALL {
-                        index = Some(out.iter().enumerate().map(|(i, (n, _))| (n.to_owned(), i)).collect());
-                    }
+                out.at.push((name, value));
+                if index.is_none() && out.at.len() > SMALL {
+                    index = Some(out.iter().enumerate().map(|(i, (n, _))| (n.to_owned(), i)).collect());
                 }
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// One of 64 bits for a name, from its length and its first and last bytes.
@@ -202,6 +273,17 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    /// `raw` read as a field of a document, in the document's one pass.
+    fn in_one_pass(raw: &str) -> Option<Vec<(String, String)>> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            #[serde(deserialize_with = "object_fields")]
+            v: Option<Fields>,
+        }
+        let doc: Doc = serde_json::from_slice(format!(r#"{{"v":{raw},"w":[1.5,{{"x":2.5}}]}}"#).as_bytes()).ok()?;
+        Some(doc.v?.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect())
     }
 
     fn read(raw: &str) -> Option<Vec<(String, String)>> {
@@ -293,6 +375,9 @@ mod tests {
             let raw = format!("{{{}}}", entries.join(","));
             proptest::prop_assert_eq!(read(&raw), as_before(&raw));
             proptest::prop_assert_eq!(read(&other), as_before(&other));
+            for json in [&raw, &other] {
+                proptest::prop_assert_eq!(in_one_pass(json), read(json), "{}", json);
+            }
         }
     }
 }

@@ -44,8 +44,9 @@ pub enum TenantApiError {
 pub struct PaymentRequest {
     pub payment_url: Url,
     pub payment_origin: Origin,
-    /// `payment_value` byte for byte as the tenant sent it.
-    pub raw_value: Box<RawValue>,
+    /// `payment_value` byte for byte as the tenant sent it, when asked for
+    /// (`checkout.json` answers it; the page needs only the fields).
+    pub raw_value: Option<Box<RawValue>>,
     /// `payment_value`'s entries in the tenant's order, as form values.
     pub fields: super::payment_value::Fields,
 }
@@ -60,19 +61,33 @@ impl PaymentRequest {
     }
 
     /// Parses a tenant API answer: a JSON object with a string `payment_url`
-    /// and an object `payment_value`; anything else in it is ignored.
-    pub fn from_json(body: &[u8]) -> Result<Self, TenantApiError> {
+    /// and an object `payment_value`; anything else in it is ignored. With
+    /// `keep_raw`, `payment_value`'s bytes are kept as well (a second pass
+    /// over them); without, its fields are read in the one pass.
+    pub fn from_json(body: &[u8], keep_raw: bool) -> Result<Self, TenantApiError> {
         #[derive(Deserialize)]
         struct Answer {
             payment_url: Option<Value>,
+            #[serde(default, deserialize_with = "super::payment_value::object_fields")]
+            payment_value: Option<super::payment_value::Fields>,
+        }
+        #[derive(Deserialize)]
+        struct RawAnswer {
+            payment_url: Option<Value>,
             payment_value: Option<Box<RawValue>>,
         }
-        let answer: Answer = serde_json::from_slice(body).map_err(TenantApiError::NotJson)?;
-        let Some(Value::String(url)) = answer.payment_url else {
+        let (url, fields, raw_value) = if keep_raw {
+            let answer: RawAnswer = serde_json::from_slice(body).map_err(TenantApiError::NotJson)?;
+            let fields = answer.payment_value.as_deref().and_then(super::payment_value::fields);
+            (answer.payment_url, fields, answer.payment_value)
+        } else {
+            let answer: Answer = serde_json::from_slice(body).map_err(TenantApiError::NotJson)?;
+            (answer.payment_url, answer.payment_value, None)
+        };
+        let Some(Value::String(url)) = url else {
             return Err(TenantApiError::NoPaymentUrl);
         };
-        let raw_value = answer.payment_value.ok_or(TenantApiError::NoPaymentValue)?;
-        let fields = super::payment_value::fields(&raw_value).ok_or(TenantApiError::NoPaymentValue)?;
+        let fields = fields.ok_or(TenantApiError::NoPaymentValue)?;
         let (payment_url, payment_origin) = payment_url(&url).ok_or(TenantApiError::BadPaymentUrl)?;
         Ok(Self { payment_url, payment_origin, raw_value, fields })
     }
@@ -118,6 +133,7 @@ pub async fn request_payment(
     form_body: String,
     forwarded_for: &str,
     timeout: Duration,
+    keep_raw: bool,
 ) -> Result<PaymentRequest, TenantApiError> {
     let mut headers = form_headers();
     headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json"));
@@ -128,7 +144,7 @@ pub async fn request_payment(
     if !answer.status.is_success() {
         return Err(TenantApiError::Status(answer.status.as_u16()));
     }
-    PaymentRequest::from_json(&answer.body)
+    PaymentRequest::from_json(&answer.body, keep_raw)
 }
 
 /// What a remote answered, read whole (and bounded).
@@ -184,24 +200,35 @@ mod tests {
     fn keeps_order_and_number_text() {
         let body = br#"{"payment_url":"https://payment-stage.funpoint.com.tw/Cashier/AioCheckOut/V5",
             "payment_value":{"Z":"1","TotalAmount":100,"A":1.50,"B":true,"C":null,"D":"\u4ea4"}}"#;
-        let p = PaymentRequest::from_json(body).unwrap();
-        let got: Vec<_> = p.field_pairs().collect();
-        assert_eq!(got, vec![("Z", "1"), ("TotalAmount", "100"), ("A", "1.50"), ("B", "true"), ("C", ""), ("D", "交")]);
-        assert_eq!(p.raw_value.get(), r#"{"Z":"1","TotalAmount":100,"A":1.50,"B":true,"C":null,"D":"\u4ea4"}"#);
-        assert_eq!(p.payment_origin.as_str(), "https://payment-stage.funpoint.com.tw");
+        for keep_raw in [true, false] {
+            let p = PaymentRequest::from_json(body, keep_raw).unwrap();
+            let got: Vec<_> = p.field_pairs().collect();
+            let want = [("Z", "1"), ("TotalAmount", "100"), ("A", "1.50"), ("B", "true"), ("C", ""), ("D", "交")];
+            assert_eq!(got, want, "keep_raw {keep_raw}");
+            assert_eq!(p.payment_origin.as_str(), "https://payment-stage.funpoint.com.tw");
+            let raw = p.raw_value.as_ref().map(|r| r.get());
+            let want = r#"{"Z":"1","TotalAmount":100,"A":1.50,"B":true,"C":null,"D":"\u4ea4"}"#;
+            assert_eq!(raw, keep_raw.then_some(want));
+        }
     }
 
     #[test]
     fn refuses_incomplete_answers() {
-        let err = |b: &str| PaymentRequest::from_json(b.as_bytes()).unwrap_err().to_string();
-        assert!(err("not json").contains("not JSON"));
-        assert!(PaymentRequest::from_json(b"[]").is_err());
-        assert!(err(r#"{"payment_value":{}}"#).contains("payment_url"));
-        assert!(err(r#"{"payment_url":5,"payment_value":{}}"#).contains("payment_url"));
-        assert!(err(r#"{"payment_url":"https://x.tw"}"#).contains("payment_value"));
-        assert!(err(r#"{"payment_url":"https://x.tw","payment_value":[1]}"#).contains("payment_value"));
-        assert!(err(r#"{"payment_url":"javascript:alert(1)","payment_value":{}}"#).contains("payment_url"));
-        assert!(err(r#"{"payment_url":"/relative","payment_value":{}}"#).contains("payment_url"));
+        for keep_raw in [true, false] {
+            let err = |b: &str| PaymentRequest::from_json(b.as_bytes(), keep_raw).unwrap_err().to_string();
+            assert!(err("not json").contains("not JSON"));
+            assert!(PaymentRequest::from_json(b"[]", keep_raw).is_err());
+            assert!(err(r#"{"payment_value":{}}"#).contains("payment_url"));
+            assert!(err(r#"{"payment_url":5,"payment_value":{}}"#).contains("payment_url"));
+            assert!(err(r#"{"payment_url":"https://x.tw"}"#).contains("payment_value"));
+            for not_object in ["[1,[2,{}]]", "null", "\"x\"", "1.5", "-1", "7", "true"] {
+                let answer =
+                    format!(r#"{{"payment_url":"https://x.tw","payment_value":{not_object},"after":{{"a":[1]}}}}"#);
+                assert!(err(&answer).contains("payment_value"), "{answer}: {}", err(&answer));
+            }
+            assert!(err(r#"{"payment_url":"javascript:alert(1)","payment_value":{}}"#).contains("payment_url"));
+            assert!(err(r#"{"payment_url":"/relative","payment_value":{}}"#).contains("payment_url"));
+        }
     }
 
     /// Kept or not, a URL reads as a fresh parse reads it: cycling through

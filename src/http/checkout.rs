@@ -16,7 +16,7 @@ use crate::form::{self, FormFields};
 /// The page flow: errors as HTML unless the client asks for JSON.
 pub async fn page(State(state): State<AppState>, req: Request) -> Response {
     let json = wants_json(req.headers());
-    match relay(&state, req).await {
+    match relay(&state, req, false).await {
         Ok(payment) => answer_page(&state, payment).await.unwrap_or_else(|e| fail(&e, json)),
         Err(e) => fail(&e, json),
     }
@@ -24,15 +24,17 @@ pub async fn page(State(state): State<AppState>, req: Request) -> Response {
 
 /// The data flow: the tenant's `payment_value` as it was sent; errors as JSON.
 pub async fn json(State(state): State<AppState>, req: Request) -> Response {
-    match relay(&state, req).await {
-        Ok(payment) => {
-            let mut response = payment.raw_value.get().to_owned().into_response();
+    match relay(&state, req, true).await {
+        Ok(PaymentRequest { raw_value: Some(raw), .. }) => {
+            let mut response = raw.get().to_owned().into_response();
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             response
         }
+        // (Asked for with `keep_raw`: never the case.)
+        Ok(_) => fail(&GatewayError::TenantApi(checkout::TenantApiError::NoPaymentValue), true),
         Err(e) => fail(&e, true),
     }
 }
@@ -51,8 +53,9 @@ fn fail(err: &GatewayError, json: bool) -> Response {
     page::error(err, json)
 }
 
-/// Steps 1–5 of SPEC §3.1, shared by both paths.
-async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, GatewayError> {
+/// Steps 1–5 of SPEC §3.1, shared by both paths; `keep_raw` keeps the
+/// tenant's `payment_value` bytes (the data flow answers them).
+async fn relay(state: &AppState, req: Request, keep_raw: bool) -> Result<PaymentRequest, GatewayError> {
     let (parts, body_stream) = req.into_parts();
     let config = state.config();
     let buyer =
@@ -81,6 +84,7 @@ async fn relay(state: &AppState, req: Request) -> Result<PaymentRequest, Gateway
         form::encode(request.fields()),
         &buyer,
         config.delivery.timeout,
+        keep_raw,
     )
     .await?;
 
