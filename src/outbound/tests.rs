@@ -103,8 +103,8 @@ async fn a_remote_that_hangs_times_out_and_one_that_refuses_is_a_connect_failure
 }
 
 /// A loopback server that answers every request on a connection (keep
-/// alive) and counts the connections it accepted.
-async fn keep_alive_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// alive) with `body` and counts the connections it accepted.
+async fn keep_alive_server(body: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/notify", listener.local_addr().unwrap());
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -114,7 +114,7 @@ async fn keep_alive_server() -> (String, std::sync::Arc<std::sync::atomic::Atomi
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 while read_request(&mut socket).await.contains("\r\n\r\n") {
-                    if socket.write_all(&answer("200 OK", b"1|OK")).await.is_err() {
+                    if socket.write_all(&answer("200 OK", body)).await.is_err() {
                         return;
                     }
                 }
@@ -154,7 +154,7 @@ fn on_lane_thread(
 /// (a wake-up across threads each way), and a lane reuses its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lane_calls_over_connections_of_its_own() {
-    let (url, accepted) = keep_alive_server().await;
+    let (url, accepted) = keep_alive_server(b"1|OK").await;
     let client = Outbound::new(crate::startup::http_client().unwrap(), false).unwrap();
     let (stop_0, done_0) = std::sync::mpsc::channel();
     let (stop_1, done_1) = std::sync::mpsc::channel();
@@ -234,22 +234,7 @@ async fn a_kept_connection_the_remote_closed_is_replaced_not_failed() {
 /// closed, not kept for the next call.
 #[tokio::test]
 async fn a_connection_whose_answer_was_cut_is_not_reused() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/notify", listener.local_addr().unwrap());
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                while read_request(&mut socket).await.contains("\r\n\r\n") {
-                    if socket.write_all(&answer("200 OK", &[b'x'; 5000])).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let (url, accepted) = keep_alive_server(&[b'x'; 5000]).await;
     let client = Outbound::new(crate::startup::http_client().unwrap(), false).unwrap();
     for _ in 0..3 {
         let reply = client.post(call(&url, SECS_5)).await.unwrap();
