@@ -231,6 +231,27 @@ mod tests {
         }
     }
 
+    /// A hostile tenant API's answer (capped at 1 MiB) read in the one pass
+    /// as in two: nesting past serde_json's limit is refused, not a stack
+    /// overflow; a hundred thousand entries with repeated names are read in
+    /// bounded work; either way the same result.
+    #[test]
+    fn a_hostile_answer_is_refused_or_read_in_bounded_work_in_either_pass() {
+        let url = "https://payment-stage.funpoint.com.tw/Cashier/AioCheckOut/V5";
+        let deep = format!(
+            r#"{{"payment_url":"{url}","payment_value":{{"a":{}1{}}}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let entries: Vec<String> = (0..100_000).map(|i| format!("\"k{}\":{i}", i % 50_000)).collect();
+        let wide = format!(r#"{{"payment_url":"{url}","payment_value":{{{}}}}}"#, entries.join(","));
+        for keep_raw in [true, false] {
+            assert!(PaymentRequest::from_json(deep.as_bytes(), keep_raw).is_err(), "keep_raw {keep_raw}");
+            let p = PaymentRequest::from_json(wide.as_bytes(), keep_raw).unwrap();
+            assert_eq!((p.fields.len(), p.fields.get("k7")), (50_000, Some("50007")), "keep_raw {keep_raw}");
+        }
+    }
+
     /// Kept or not, a URL reads as a fresh parse reads it: cycling through
     /// more URLs than are kept, each twice over, refused ones included.
     #[test]
