@@ -19,7 +19,7 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
     // With `legacy_paths = false` the `.php` paths answer 404 (read per
     // request, so that a reload switches them). Here rather than a layer
     // on their routes: a layer boxed and polled its own future per request.
-    let response = if !state.config().server.legacy_paths && super::is_legacy(req.uri().path()) {
+    let response = if super::is_legacy(req.uri().path()) && !state.config().server.legacy_paths {
         crate::metrics::http_request(req.uri().path(), StatusCode::NOT_FOUND);
         super::not_found().await.into_response()
     } else {
