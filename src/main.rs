@@ -26,10 +26,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a long-lived command on the multi-threaded runtime, logging to stderr.
+/// Runs a long-lived command on the main runtime, logging to stderr.
 fn serve(log_format: payrelay::telemetry::LogFormat, command: impl Future<Output = ExitCode>) -> ExitCode {
     payrelay::telemetry::init(log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Requests are served on lanes, one thread per core (`http::lanes`); the
+    // main runtime keeps the background work: accepting, deliveries, the
+    // store's PostgreSQL writer, the purger, the reconciler. With a worker
+    // per core it too, two workers on two cores handed each delivery back
+    // and forth and fought the lanes for the cores: a quarter of the cores
+    // (at least one) cost notify-unique ~11 µs less per request (issue 14,
+    // README Benchmark step 45). TOKIO_WORKER_THREADS still overrides it.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        builder.worker_threads(cores.div_ceil(4));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("payrelay: cannot start the runtime: {e}");
