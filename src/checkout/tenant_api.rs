@@ -77,11 +77,11 @@ impl PaymentRequest {
             payment_value: Option<Box<RawValue>>,
         }
         let (url, fields, raw_value) = if keep_raw {
-            let answer: RawAnswer = serde_json::from_slice(body).map_err(TenantApiError::NotJson)?;
+            let answer: RawAnswer = json(body)?;
             let fields = answer.payment_value.as_deref().and_then(super::payment_value::fields);
             (answer.payment_url, fields, answer.payment_value)
         } else {
-            let answer: Answer = serde_json::from_slice(body).map_err(TenantApiError::NotJson)?;
+            let answer: Answer = json(body)?;
             (answer.payment_url, answer.payment_value, None)
         };
         let Some(Value::String(url)) = url else {
@@ -91,6 +91,18 @@ impl PaymentRequest {
         let (payment_url, payment_origin) = payment_url(&url).ok_or(TenantApiError::BadPaymentUrl)?;
         Ok(Self { payment_url, payment_origin, raw_value, fields })
     }
+}
+
+/// `body` as JSON: checked as UTF-8 once, in one pass, then read as text.
+/// Read as bytes, serde_json checked each string and each raw value on its
+/// own (~3k instructions a checkout, issue 14). Bytes that are not UTF-8
+/// are read as bytes, for the same error as before.
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, TenantApiError> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+    .map_err(TenantApiError::NotJson)
 }
 
 /// The last few payment URLs each thread parsed, by their text.
@@ -228,6 +240,30 @@ mod tests {
             }
             assert!(err(r#"{"payment_url":"javascript:alert(1)","payment_value":{}}"#).contains("payment_url"));
             assert!(err(r#"{"payment_url":"/relative","payment_value":{}}"#).contains("payment_url"));
+        }
+    }
+
+    /// Read as text once checked as UTF-8: raw UTF-8 in names and values
+    /// comes through as it was sent; bytes that are not UTF-8 (in a string,
+    /// or outside one) are refused as not JSON, with serde_json's own error.
+    #[test]
+    fn utf8_is_checked_once_and_what_is_not_utf8_is_refused() {
+        let url = "https://payment-stage.funpoint.com.tw/Cashier/AioCheckOut/V5";
+        let body = format!(r#"{{"payment_url":"{url}","payment_value":{{"ItemName":"商品 #1","名":"值\n"}}}}"#);
+        for keep_raw in [true, false] {
+            let p = PaymentRequest::from_json(body.as_bytes(), keep_raw).unwrap();
+            assert_eq!(p.field_pairs().collect::<Vec<_>>(), [("ItemName", "商品 #1"), ("名", "值\n")]);
+            let bad_value = [br#"{"payment_url":"https://x.tw","payment_value":{"a":""#.as_slice(), b"\xff\xfe\"}}"]
+                .concat();
+            let bad_outside = [body.as_bytes(), b"\xff"].concat();
+            for bad in [bad_value, bad_outside] {
+                let err = PaymentRequest::from_json(&bad, keep_raw).unwrap_err();
+                assert!(matches!(err, TenantApiError::NotJson(_)), "{err}");
+                assert_eq!(
+                    err.to_string(),
+                    TenantApiError::NotJson(serde_json::from_slice::<Value>(&bad).unwrap_err()).to_string()
+                );
+            }
         }
     }
 
