@@ -140,7 +140,9 @@ where
     K: AsRef<str>,
     V: AsRef<str>,
 {
-    let mut ser = form_urlencoded::Serializer::new(String::new());
+    // Room for a short form at once (the five checkout fields are ~150
+    // bytes encoded): growing from empty reallocated it four times.
+    let mut ser = form_urlencoded::Serializer::new(String::with_capacity(256));
     for (k, v) in fields {
         ser.append_pair(k.as_ref(), v.as_ref());
     }

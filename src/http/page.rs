@@ -46,7 +46,11 @@ struct ErrorPage<'a> {
 pub fn autosubmit(action: &str, allowed: &[&Origin], fields: &[(&str, &str)]) -> Response {
     let page =
         AutoSubmit { title: "正在前往付款頁面…", button: "繼續", action, fields, script: AUTOSUBMIT_JS };
-    let mut response = rendered(StatusCode::OK, &page);
+    // Room for the page at once: the template's own text, then each field's
+    // line (`<input …>` is ~40 bytes besides the name and value) with some
+    // escaping; rendering into askama's guess regrew the page twice or more.
+    let room = action.len() + fields.iter().map(|(n, v)| 48 + (n.len() + v.len()) * 9 / 8).sum::<usize>();
+    let mut response = rendered(StatusCode::OK, &page, room);
     if let Some(csp) = autosubmit_csp(allowed) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
@@ -100,7 +104,7 @@ pub fn error(err: &GatewayError, json: bool) -> Response {
 }
 
 pub(crate) fn render(status: StatusCode, page: &impl Template, csp: &str) -> Response {
-    let mut response = rendered(status, page);
+    let mut response = rendered(status, page, 0);
     if let Ok(v) = HeaderValue::from_str(csp) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
@@ -108,9 +112,10 @@ pub(crate) fn render(status: StatusCode, page: &impl Template, csp: &str) -> Res
 }
 
 /// `page` with the headers every page carries but its CSP.
-fn rendered(status: StatusCode, page: &impl Template) -> Response {
-    let mut response = match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
+fn rendered<T: Template>(status: StatusCode, page: &T, room: usize) -> Response {
+    let mut html = String::with_capacity(T::SIZE_HINT + room);
+    let mut response = match page.render_into(&mut html) {
+        Ok(()) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template failed to render");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
