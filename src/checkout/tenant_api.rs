@@ -253,8 +253,8 @@ mod tests {
         for keep_raw in [true, false] {
             let p = PaymentRequest::from_json(body.as_bytes(), keep_raw).unwrap();
             assert_eq!(p.field_pairs().collect::<Vec<_>>(), [("ItemName", "商品 #1"), ("名", "值\n")]);
-            let bad_value = [br#"{"payment_url":"https://x.tw","payment_value":{"a":""#.as_slice(), b"\xff\xfe\"}}"]
-                .concat();
+            let bad_value =
+                [br#"{"payment_url":"https://x.tw","payment_value":{"a":""#.as_slice(), b"\xff\xfe\"}}"].concat();
             let bad_outside = [body.as_bytes(), b"\xff"].concat();
             for bad in [bad_value, bad_outside] {
                 let err = PaymentRequest::from_json(&bad, keep_raw).unwrap_err();
