@@ -59,6 +59,9 @@ impl Lanes {
             let app = app.clone();
             let thread = std::thread::Builder::new().name(format!("payrelay-lane-{i}")).spawn(move || {
                 runtime.block_on(async move {
+                    // The store's answers to this lane's requests, in one
+                    // wake-up per batch (`store::post`).
+                    tokio::spawn(crate::store::open_post_here());
                     while let Some(Accepted { stream, peer, slot, watcher }) = accepted.recv().await {
                         match tokio::net::TcpStream::from_std(stream) {
                             Ok(stream) => serve_connection(stream, peer, slot, watcher, &app, header_timeout),

@@ -82,7 +82,8 @@ impl<B: Backend> Engine<B> {
     }
 
     pub(super) async fn accept(&self, new: NewCallback) -> Result<Accepted, StoreError> {
-        self.call(|reply| Op::Accept(Box::new(new), reply)).await
+        let post = super::post::Post::here();
+        self.call(|reply| Op::Accept(Box::new(new), reply, post)).await
     }
 
     pub(super) async fn claim(

@@ -17,6 +17,7 @@ mod engine;
 mod later;
 mod ops;
 mod orders;
+mod post;
 mod postgres;
 mod records;
 mod rows;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use engine::Engine;
 pub use orders::{NewOrder, Order, OrderClaim, OrderEvent, OrderFilter, OrderMove, OrderQueried, OrderState};
+pub use post::open_here as open_post_here;
 use postgres::PgBackend;
 use sqlite::SqliteBackend;
 pub use types::*;

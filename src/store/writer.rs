@@ -26,6 +26,7 @@ use super::backend::{Backend, Conn};
 use super::later::Later;
 use super::ops;
 use super::orders::{self, NewOrder, Order, OrderClaim, OrderQueried};
+use super::post::{Post, Round};
 use super::sql::Sql;
 use super::types::*;
 use super::{Clock, StoreError};
@@ -38,7 +39,8 @@ pub(super) const RECORD_DELAY: Duration = Duration::from_millis(20);
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Op {
-    Accept(Box<NewCallback>, Reply<Accepted>),
+    /// With the post of the runtime that asked, if it opened one.
+    Accept(Box<NewCallback>, Reply<Accepted>, Option<Post>),
     Claim {
         owner: String,
         lease: Duration,
@@ -177,16 +179,18 @@ impl<B: Backend> Writer<B> {
         if ops.len() > 1 {
             match self.transaction(&ops).await {
                 Ok(results) => {
-                    ops.into_iter().zip(results).for_each(|(op, r)| answer(op, Ok(r)));
+                    let mut round = Round::default();
+                    ops.into_iter().zip(results).for_each(|(op, r)| answer(op, Ok(r), &mut round));
                     return;
                 }
                 Err(e) => tracing::warn!(error = %e, ops = ops.len(), "batched write failed; retrying one by one"),
             }
         }
         for op in ops {
+            let mut round = Round::default();
             match self.transaction(std::slice::from_ref(&op)).await {
-                Ok(mut results) => answer(op, Ok(results.remove(0))),
-                Err(e) => answer(op, Err(e)),
+                Ok(mut results) => answer(op, Ok(results.remove(0)), &mut round),
+                Err(e) => answer(op, Err(e), &mut round),
             }
         }
     }
@@ -214,7 +218,7 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
         ops.iter().filter_map(|op| if let Op::Checkout(o) = op { Some(&**o) } else { None }).collect();
     super::checkouts::all(c, &sql.orders, &checkouts).await?;
     let accepts: Vec<&NewCallback> =
-        ops.iter().filter_map(|op| if let Op::Accept(n, _) = op { Some(&**n) } else { None }).collect();
+        ops.iter().filter_map(|op| if let Op::Accept(n, ..) = op { Some(&**n) } else { None }).collect();
     let mut accepted = ops::accept_all(c, sql, &accepts, now).await?.into_iter();
     let records: Vec<(i64, &AttemptRecord, Outcome)> = ops
         .iter()
@@ -246,13 +250,21 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
     Ok(results)
 }
 
-fn answer(op: Op, result: Result<Done, sqlx::Error>) {
+/// Sends `op` its result; an accept's through `round` (its runtime's post,
+/// woken once for the whole batch when `round` is dropped).
+fn answer(op: Op, result: Result<Done, sqlx::Error>, round: &mut Round) {
     fn send<T>(tx: Reply<T>, r: Result<Done, sqlx::Error>, pick: impl FnOnce(Done) -> Option<T>) {
         let r = r.and_then(|d| pick(d).ok_or_else(|| sqlx::Error::Protocol("writer answered the wrong kind".into())));
         let _ = tx.send(r.map_err(StoreError::from));
     }
     match op {
-        Op::Accept(_, tx) => send(tx, result, |d| if let Done::Accepted(a) = d { Some(a) } else { None }),
+        Op::Accept(_, tx, post) => {
+            let r = result.and_then(|d| match d {
+                Done::Accepted(a) => Ok(a),
+                _ => Err(sqlx::Error::Protocol("writer answered the wrong kind".into())),
+            });
+            round.answer(post.as_ref(), tx, r.map_err(StoreError::from));
+        }
         Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
         Op::Record { reply, .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
         Op::Queried(_, reply) => send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None }),
