@@ -140,6 +140,9 @@ async fn poll(
 /// errors are logged: the lease then expires and the attempt is made again
 /// (at least once, never lost).
 pub async fn deliver(state: &Worker, mut callback: Claimed, permit: Option<OwnedSemaphorePermit>) -> bool {
+    // The worker's own attempts (they hold a slot) do not wait for their
+    // record's commit; an inline one (a provider waits on its outcome) does.
+    let wait_for_record = permit.is_none();
     let config = state.config();
     if !verify::first(state, &config, &mut callback).await {
         return false;
@@ -168,7 +171,12 @@ pub async fn deliver(state: &Worker, mut callback: Claimed, permit: Option<Owned
             error = record.error.as_deref().unwrap_or("-"), "delivery failed for the last time; callback is dead"
         ),
     }
-    if let Err(e) = state.store().record(callback.seq, record, outcome).await {
+    let recorded = if wait_for_record {
+        state.store().record(callback.seq, record, outcome).await
+    } else {
+        state.store().record_later(callback.seq, record, outcome).await
+    };
+    if let Err(e) = recorded {
         tracing::error!(delivery = %callback.id, error = %e, "cannot record the attempt; it will be made again after the lease");
     }
     delivered

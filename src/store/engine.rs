@@ -99,8 +99,17 @@ impl<B: Backend> Engine<B> {
 
     pub(super) async fn record(&self, seq: i64, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.defer(Op::Record { seq, attempt, outcome, reply }).await?;
+        self.defer(Op::Record { seq, attempt, outcome, reply: Some(reply) }).await?;
         Self::answer(rx).await
+    }
+
+    pub(super) async fn record_later(
+        &self,
+        seq: i64,
+        attempt: AttemptRecord,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        self.defer(Op::Record { seq, attempt, outcome, reply: None }).await
     }
 
     pub(super) async fn release(&self, owner: &str) -> Result<u64, StoreError> {

@@ -112,7 +112,7 @@ mod tests {
             error: None,
             response_excerpt: None,
         };
-        Op::Record { seq: 1, attempt, outcome: Outcome::Delivered, reply: oneshot::channel().0 }
+        Op::Record { seq: 1, attempt, outcome: Outcome::Delivered, reply: Some(oneshot::channel().0) }
     }
 
     #[test]

@@ -131,6 +131,15 @@ impl Store {
         backend!(self, s => s.record(seq, attempt, outcome).await)
     }
 
+    /// The same, without waiting for the commit (within 20 ms, with the
+    /// writer's next batch): the error returned is only that the writer is
+    /// gone or too far behind to queue it; a failure to commit is logged by
+    /// the writer. Either way the lease runs out and the attempt is made
+    /// again (at least once).
+    pub async fn record_later(&self, seq: i64, attempt: AttemptRecord, outcome: Outcome) -> Result<(), StoreError> {
+        backend!(self, s => s.record_later(seq, attempt, outcome).await)
+    }
+
     /// Keeps what the provider's query API said of pending callback `seq`
     /// and moves it on (`false`: it was not pending any more).
     pub async fn verify_note(&self, seq: i64, note: VerifyNote) -> Result<bool, StoreError> {

@@ -52,7 +52,8 @@ pub(super) enum Op {
         seq: i64,
         attempt: AttemptRecord,
         outcome: Outcome,
-        reply: Reply<()>,
+        /// `None`: nobody waits; a failure is logged here.
+        reply: Option<Reply<()>>,
     },
     Release {
         owner: String,
@@ -266,7 +267,12 @@ fn answer(op: Op, result: Result<Done, sqlx::Error>, round: &mut Round) {
             round.answer(post.as_ref(), tx, r.map_err(StoreError::from));
         }
         Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
-        Op::Record { reply, .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
+        Op::Record { reply: Some(reply), .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
+        Op::Record { seq, reply: None, .. } => {
+            if let Err(e) = result {
+                tracing::error!(seq, error = %e, "cannot record a delivery attempt; it will be made again after the lease");
+            }
+        }
         Op::Queried(_, reply) => send(reply, result, |d| if let Done::Count(n) = d { Some(n) } else { None }),
         Op::ClaimOrders(_, reply) => send(reply, result, |d| if let Done::Orders(o) = d { Some(o) } else { None }),
         Op::Release { reply, .. } | Op::Replay { reply, .. } | Op::Verify { reply, .. } => {

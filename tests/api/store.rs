@@ -183,6 +183,45 @@ async fn attempts_move_a_callback_on_and_replay_brings_it_back() {
     store.close().await;
 }
 
+/// The delivery worker's records are queued, not waited for: each is
+/// committed within the writer's window all the same (polled with a
+/// bound), and a store closed meanwhile commits them before it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_queued_without_waiting_is_committed_all_the_same() {
+    need_backend!();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let mut seqs = Vec::new();
+    for key in ["q1", "q2", "q3"] {
+        let Accepted::Stored { id, seq } = store.accept(callback(Some(key), b"body")).await.unwrap() else {
+            panic!("not stored")
+        };
+        seqs.push((id, seq));
+    }
+    let (first, rest) = seqs.split_first().unwrap();
+    store.record_later(first.1, attempt(1), Outcome::Delivered).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let d = store.get(&first.0).await.unwrap().unwrap();
+        if d.summary.status == Status::Delivered {
+            assert_eq!(d.attempts.len(), 1);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the queued record was never committed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for (_, seq) in rest {
+        store.record_later(*seq, attempt(1), Outcome::Delivered).await.unwrap();
+    }
+    store.close().await;
+    let store = open(&dir).await;
+    for (id, _) in rest {
+        let d = store.get(id).await.unwrap().unwrap();
+        assert_eq!((d.summary.status, d.attempts.len()), (Status::Delivered, 1), "committed before the close");
+    }
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_keeps_the_newest_rejected_rows_and_recent_deliveries() {
     need_backend!();
