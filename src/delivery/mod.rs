@@ -62,10 +62,7 @@ pub async fn run_worker(state: Worker, mut handoff: mpsc::Receiver<Handoff>, shu
                     continue;
                 }
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let state = state.clone();
-                tracker.spawn(async move {
-                    deliver(&state, callback, Some(permit)).await;
-                });
+                start(&tracker, &state, callback, permit);
             }
             () = tokio::time::sleep_until(next_poll) => {
                 poll(&state, &owner, &permits, &tracker, &shutdown).await;
@@ -123,16 +120,23 @@ async fn poll(
         let claimed = batch.len();
         for callback in batch {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
-            let state = state.clone();
-            tracker.spawn(async move {
-                deliver(&state, callback, Some(permit)).await;
-            });
+            start(tracker, state, callback, permit);
         }
         if claimed < free {
             return;
         }
         more_due = true;
     }
+}
+
+/// Starts an attempt in the worker's slot `permit`. Its future (the query,
+/// the call, the record: kilobytes) is boxed where it is made: spawned by
+/// value, it was copied again at each layer of the spawn (issue 14).
+fn start(tracker: &TaskTracker, state: &Worker, callback: Claimed, permit: OwnedSemaphorePermit) {
+    let state = state.clone();
+    tracker.spawn(Box::pin(async move {
+        deliver(&state, callback, Some(permit)).await;
+    }));
 }
 
 /// One attempt, recorded. The delivery slot (`permit`) is given back as
