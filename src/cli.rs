@@ -163,10 +163,17 @@ async fn reload_on_sighup(state: crate::http::AppState, path: PathBuf) {
         return;
     };
     while hup.recv().await.is_some() {
-        match startup::reload(&state, &path) {
-            Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
-            Err(e) => {
+        // Reading a large table takes tens of milliseconds: off the main
+        // runtime, whose one worker (on up to four cores) also accepts
+        // connections and makes deliveries.
+        let (s, p) = (state.clone(), path.clone());
+        match tokio::task::spawn_blocking(move || startup::reload(&s, &p)).await {
+            Ok(Ok(())) => tracing::info!(config = %path.display(), "config reloaded"),
+            Ok(Err(e)) => {
                 tracing::error!(config = %path.display(), problems = %e, "config reload refused; the old table stays in force")
+            }
+            Err(e) => {
+                tracing::error!(config = %path.display(), error = %e, "config reload failed; the old table stays in force")
             }
         }
     }
