@@ -254,17 +254,17 @@ async fn batch<C: Conn>(c: &mut C, sql: &Sql, ops: &[Op], now: i64) -> Result<Ve
 /// Sends `op` its result; an accept's through `round` (its runtime's post,
 /// woken once for the whole batch when `round` is dropped).
 fn answer(op: Op, result: Result<Done, sqlx::Error>, round: &mut Round) {
-    fn send<T>(tx: Reply<T>, r: Result<Done, sqlx::Error>, pick: impl FnOnce(Done) -> Option<T>) {
+    fn picked<T>(r: Result<Done, sqlx::Error>, pick: impl FnOnce(Done) -> Option<T>) -> Result<T, StoreError> {
         let r = r.and_then(|d| pick(d).ok_or_else(|| sqlx::Error::Protocol("writer answered the wrong kind".into())));
-        let _ = tx.send(r.map_err(StoreError::from));
+        r.map_err(StoreError::from)
+    }
+    fn send<T>(tx: Reply<T>, r: Result<Done, sqlx::Error>, pick: impl FnOnce(Done) -> Option<T>) {
+        let _ = tx.send(picked(r, pick));
     }
     match op {
         Op::Accept(_, tx, post) => {
-            let r = result.and_then(|d| match d {
-                Done::Accepted(a) => Ok(a),
-                _ => Err(sqlx::Error::Protocol("writer answered the wrong kind".into())),
-            });
-            round.answer(post.as_ref(), tx, r.map_err(StoreError::from));
+            let r = picked(result, |d| if let Done::Accepted(a) = d { Some(a) } else { None });
+            round.answer(post.as_ref(), tx, r);
         }
         Op::Claim { reply, .. } => send(reply, result, |d| if let Done::Claimed(c) = d { Some(c) } else { None }),
         Op::Record { reply: Some(reply), .. } => send(reply, result, |d| matches!(d, Done::Recorded).then_some(())),
