@@ -141,12 +141,25 @@ fn origin_of(uri: &Uri) -> Option<Origin> {
 }
 
 /// `Host`: the URL's host, and its port unless it is the scheme's own.
+/// `host:port` is taken from the URL's own text when it spells the port
+/// plainly (no leading zero), rather than formatted afresh for each call
+/// (~800 instructions, issue 14).
 fn host(uri: &Uri) -> Result<HeaderValue, Failure> {
     let bad = || Failure::Other(format!("no usable host in {uri}"));
     let name = uri.host().ok_or_else(bad)?;
     let default = if uri.scheme() == Some(&Scheme::HTTPS) { 443 } else { 80 };
     match uri.port_u16() {
-        Some(port) if port != default => HeaderValue::try_from(format!("{name}:{port}")).map_err(|_| bad()),
+        Some(port) if port != default => {
+            let authority = uri.authority().map_or("", |a| a.as_str());
+            let spelled = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
+            let plain =
+                spelled.strip_prefix(name).and_then(|p| p.strip_prefix(':')).is_some_and(|p| !p.starts_with('0'));
+            if plain {
+                HeaderValue::from_str(spelled).map_err(|_| bad())
+            } else {
+                HeaderValue::try_from(format!("{name}:{port}")).map_err(|_| bad())
+            }
+        }
         _ => HeaderValue::from_str(name).map_err(|_| bad()),
     }
 }
@@ -165,6 +178,8 @@ mod tests {
             ("https://shop.example:8443/a", "shop.example:8443"),
             ("http://user:pw@shop.example:81/", "shop.example:81"),
             ("http://[::1]:8080/", "[::1]:8080"),
+            ("http://shop.example:0081/", "shop.example:81"),
+            ("http://user@shop.example:81/", "shop.example:81"),
         ] {
             let uri: Uri = url.parse().unwrap();
             assert_eq!(host(&uri).ok().as_ref().and_then(|h| h.to_str().ok()), Some(want), "{url}");

@@ -57,7 +57,7 @@ impl Inbound {
             reason,
             content_type: self.content_type.clone(),
             body: self.body.clone(),
-            remote_addr: self.remote.map(|ip| ip.to_string()),
+            remote_addr: self.remote.map(crate::http::client_ip::text),
             simulated: false,
             dedup: None,
             path_tenant: self.path_tenant.clone(),
