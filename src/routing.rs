@@ -4,6 +4,8 @@
 //! how it matches, the tenant's section) are the provider's own, in
 //! `src/providers/`.
 
+use std::fmt;
+
 use crate::config::{RoutingTable, Tenant, suffix_of};
 use crate::providers::Provider as ProviderImpl;
 
@@ -58,9 +60,32 @@ impl std::fmt::Display for Provider {
 
 /// A tenant found, and the key that found it (for logs and `route`).
 #[derive(Debug)]
-pub struct RouteMatch<'a> {
+pub struct RouteMatch<'a, 'k> {
     pub tenant: &'a Tenant,
-    pub matched_by: String,
+    pub matched_by: MatchedBy<'k>,
+}
+
+/// What found the tenant, written out only when shown: every callback is
+/// routed, and the text was built for each (~900 instructions, issue 14)
+/// though only `payrelay route` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchedBy<'k> {
+    /// The tenant named in the path.
+    PathTenant(&'k str),
+    /// The order number's suffix.
+    Suffix { key: &'static str, suffix: &'k str },
+    /// The merchant key's value.
+    Key { key: &'static str, value: &'k str },
+}
+
+impl fmt::Display for MatchedBy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PathTenant(id) => write!(f, "path tenant {id:?}"),
+            Self::Suffix { key, suffix } => write!(f, "{key} suffix {suffix:?}"),
+            Self::Key { key, value } => write!(f, "{key} {value:?}"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -95,12 +120,12 @@ impl RouteError {
 /// tenant's suffix when it has one; a merchant key must equal the tenant's
 /// configured one when it has one. Only tenants with the provider's section
 /// are considered.
-pub fn route<'a, P: ProviderImpl + ?Sized>(
+pub fn route<'a, 'k, P: ProviderImpl + ?Sized>(
     table: &'a RoutingTable,
     provider: &P,
-    key: Option<&str>,
-    path_tenant: Option<&str>,
-) -> Result<RouteMatch<'a>, RouteError> {
+    key: Option<&'k str>,
+    path_tenant: Option<&'k str>,
+) -> Result<RouteMatch<'a, 'k>, RouteError> {
     let (key_name, kind) = provider.routing_key();
     let name = provider.name();
     let len = provider.suffix_len(table);
@@ -123,15 +148,17 @@ pub fn route<'a, P: ProviderImpl + ?Sized>(
                 value: cut(key.unwrap_or_default()),
             });
         }
-        return Ok(RouteMatch { tenant, matched_by: format!("path tenant {id:?}") });
+        return Ok(RouteMatch { tenant, matched_by: MatchedBy::PathTenant(id) });
     }
     let value = key.ok_or(RouteError::MissingKey(key_name))?;
     match (provider.find(table, value), kind) {
         (Some(tenant), KeyKind::OrderSuffix) => Ok(RouteMatch {
             tenant,
-            matched_by: format!("{key_name} suffix {:?}", suffix_of(value, len).unwrap_or_default()),
+            matched_by: MatchedBy::Suffix { key: key_name, suffix: suffix_of(value, len).unwrap_or_default() },
         }),
-        (Some(tenant), KeyKind::Merchant) => Ok(RouteMatch { tenant, matched_by: format!("{key_name} {value:?}") }),
+        (Some(tenant), KeyKind::Merchant) => {
+            Ok(RouteMatch { tenant, matched_by: MatchedBy::Key { key: key_name, value } })
+        }
         (None, KeyKind::OrderSuffix) => {
             Err(RouteError::UnknownSuffix { provider: name, suffix: cut(suffix_of(value, len).unwrap_or(value)) })
         }
@@ -140,10 +167,10 @@ pub fn route<'a, P: ProviderImpl + ?Sized>(
 }
 
 /// Routes a Funpoint callback by its `MerchantTradeNo` (see [`route`]).
-pub fn funpoint<'a>(
+pub fn funpoint<'a, 'k>(
     table: &'a RoutingTable,
-    merchant_trade_no: Option<&str>,
-    path_tenant: Option<&str>,
-) -> Result<RouteMatch<'a>, RouteError> {
+    merchant_trade_no: Option<&'k str>,
+    path_tenant: Option<&'k str>,
+) -> Result<RouteMatch<'a, 'k>, RouteError> {
     route(table, crate::providers::of(Provider::Funpoint), merchant_trade_no, path_tenant)
 }
