@@ -24,7 +24,9 @@ const MAX_LEAD: usize = 64;
 /// one's key.
 pub fn tenant_dedup_key(provider: &dyn Provider, tenant: &Tenant, parsed: &Parsed) -> Option<String> {
     let key = provider.dedup_key(parsed)?;
-    let hash = crate::domain::hex::lower(&Sha256::digest(format!("{}\n{key}", tenant.id.as_str()).as_bytes()));
+    // `{tenant}\n{key}` hashed in three updates, not formatted first.
+    let digest = Sha256::new().chain_update(tenant.id.as_str()).chain_update(b"\n").chain_update(&key).finalize();
+    let hash = crate::domain::hex::lower(&digest);
     let order = provider.order_field().filter(|_| provider.dedup_covers_order()).and_then(|f| parsed.field(f));
     Some(led_by_order(order.as_deref(), hash))
 }
@@ -94,6 +96,17 @@ mod tests {
         let elsewhere = key(Kind::Funpoint, "b", &funpoint("Ord-0042", "paid"));
         assert!(elsewhere.starts_with("ord-0042\n") && elsewhere != first, "per tenant");
         assert_ne!(key(Kind::Funpoint, "a", &funpoint("Ord-0043", "paid")), first);
+    }
+
+    #[test]
+    fn the_stored_key_is_spelled_as_before() {
+        // Keys are stored: a resend after an upgrade must find its original.
+        let body = funpoint("Ord-0042", "paid");
+        let provider = super::super::of(Kind::Funpoint);
+        let parsed = provider.parse(body.as_bytes(), None).unwrap();
+        let inner = provider.dedup_key(&parsed).unwrap();
+        let before = crate::domain::hex::lower(&Sha256::digest(format!("a\n{inner}").as_bytes()));
+        assert_eq!(key(Kind::Funpoint, "a", &body), format!("ord-0042\n{before}"));
     }
 
     #[test]

@@ -239,8 +239,15 @@ fn inline(tenant: &Tenant, provider: &dyn Provider) -> bool {
     tenant.ack == AckMode::Delivered && !crate::verify::policy(tenant, provider.kind()).queries()
 }
 
+/// `{provider}\n{dedup_key}`, put together without the formatter: each
+/// notification looks it up (issue 14).
 fn recent_key(provider: &dyn Provider, dedup_key: &str) -> String {
-    format!("{}\n{dedup_key}", provider.name())
+    let name = provider.name();
+    let mut key = String::with_capacity(name.len() + 1 + dedup_key.len());
+    key.push_str(name);
+    key.push('\n');
+    key.push_str(dedup_key);
+    key
 }
 
 /// The conflict fields' values, exactly as this callback carries them, each
