@@ -23,7 +23,8 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         crate::metrics::http_request(req.uri().path(), StatusCode::NOT_FOUND);
         super::not_found().await.into_response()
     } else {
-        next.run(req).await
+        let span = super::trace::request_span(&req, &id);
+        super::trace::traced(span, next.run(req)).await
     };
     let mut response = notify::in_grammar(provider, response);
     if let Some(allowed) = cors {

@@ -16,19 +16,17 @@ pub(crate) mod page;
 mod returns;
 mod server;
 mod state;
+mod trace;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http::{HeaderName, StatusCode};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 pub(crate) use admin::cross_site;
 pub use server::serve;
@@ -70,35 +68,14 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .fallback(not_found)
         .with_state(state.clone());
 
-    // Outermost first: `edge` sets the request id the span shows, and its
-    // grammar and CORS headers cover the errors of every layer inside; then
-    // the trace span; the timeout and the body limit right around the
-    // routes. The stack wraps the router once: `Router::layer` wraps every
-    // route in each layer, boxed and cloned per request (issue 14).
+    // Outermost first: `edge` sets the request id, runs the rest in the
+    // request's trace span (`trace`), and its grammar and CORS headers
+    // cover the errors of every layer inside; the timeout and the body
+    // limit right around the routes. The stack wraps the router once:
+    // `Router::layer` wraps every route in each layer, boxed and cloned per
+    // request (issue 14).
     let stack = tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(state, edge::edge))
-        .map_response(IntoResponse::into_response)
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    // The path only: a query string may carry order data.
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %crate::telemetry::cut(req.uri().path(), 200),
-                        request_id = %id,
-                        provider = tracing::field::Empty,
-                        tenant = tracing::field::Empty,
-                        delivery = tracing::field::Empty,
-                    )
-                })
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
-                // A 5xx is already on the response line, and its cause was
-                // logged by the handler that chose it.
-                .on_failure(()),
-        )
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .map_response(IntoResponse::into_response)
         .layer(RequestBodyLimitLayer::new(max_body_bytes))

@@ -10,6 +10,9 @@
 
 mod fields;
 
+#[cfg(test)]
+pub(crate) use fields::PlainFields;
+
 use std::io::{IsTerminal as _, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
