@@ -63,39 +63,21 @@ impl std::fmt::Display for Latency {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use axum::body::Body;
     use axum::response::IntoResponse as _;
     use http::StatusCode;
 
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// One request through `traced` under `filter`; the lines written.
     fn one_request(filter: &str) -> (StatusCode, String) {
-        let out = Lines::default();
+        let out = crate::telemetry::Lines::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .without_time()
             .with_env_filter(filter)
             .fmt_fields(crate::telemetry::PlainFields)
-            .with_writer({
-                let out = out.clone();
-                move || out.clone()
-            })
+            .with_writer(out.clone())
             .finish();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let status = tracing::subscriber::with_default(subscriber, || {
@@ -108,7 +90,7 @@ mod tests {
             };
             runtime.block_on(traced(span, handler)).status()
         });
-        let lines = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines = out.text();
         // The latency in whole milliseconds, whatever it was.
         let latency = |l: &str| match l.split_once("latency=") {
             Some((head, tail)) => format!("{head}latency=N{}", tail.trim_start_matches(|c: char| c.is_ascii_digit())),

@@ -87,15 +87,20 @@ impl Visit for Plain<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::fmt::MakeWriter;
 
-    use super::*;
-
+    /// A log writer for tests: keeps every line written, from any clone.
     #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
+    pub struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Lines {
+        pub fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
 
     impl std::io::Write for Lines {
         fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -113,6 +118,12 @@ mod tests {
             self.clone()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Lines;
+    use super::*;
 
     #[derive(Debug)]
     struct Outer(std::io::Error);
@@ -166,7 +177,7 @@ mod tests {
         } else {
             tracing::subscriber::with_default(builder.finish(), lines);
         }
-        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+        out.text()
     }
 
     /// Byte for byte the default's lines with colours off.

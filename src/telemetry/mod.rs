@@ -11,7 +11,7 @@
 mod fields;
 
 #[cfg(test)]
-pub(crate) use fields::PlainFields;
+pub(crate) use fields::{PlainFields, testing::Lines};
 
 use std::io::{IsTerminal as _, Write};
 use std::sync::OnceLock;
