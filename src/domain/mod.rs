@@ -5,6 +5,7 @@ mod callback_id;
 pub mod checkmac;
 mod duration;
 pub mod hex;
+pub mod ip;
 mod origin;
 mod secret;
 mod tenant_id;

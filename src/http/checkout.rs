@@ -76,7 +76,7 @@ async fn relay(state: &AppState, req: Request, keep_raw: bool) -> Result<Payment
     // still checks out through the default path.
     let api_path = tenant.funpoint.as_ref().map_or("/funpoint_api.php?action=funpoint", |f| f.api_path.as_str());
     let url = tenant.base_url.join(api_path);
-    let buyer = buyer.map(super::client_ip::text).unwrap_or_default();
+    let buyer = buyer.map(crate::domain::ip::text).unwrap_or_default();
     tracing::debug!(tenant = %tenant.id, "asking the tenant API for the payment form");
     let payment = checkout::request_payment(
         state.outbound(),

@@ -4,7 +4,7 @@
 mod admin;
 mod body;
 mod checkout;
-pub(crate) mod client_ip;
+mod client_ip;
 mod cors;
 mod edge;
 mod funpoint_return;

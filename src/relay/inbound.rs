@@ -57,7 +57,7 @@ impl Inbound {
             reason,
             content_type: self.content_type.clone(),
             body: self.body.clone(),
-            remote_addr: self.remote.map(crate::http::client_ip::text),
+            remote_addr: self.remote.map(crate::domain::ip::text),
             simulated: false,
             dedup: None,
             path_tenant: self.path_tenant.clone(),
