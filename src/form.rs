@@ -203,6 +203,17 @@ mod tests {
         assert!(FormFields::parse(b"ok=1&\xff=1").is_err());
     }
 
+    /// An attack on the one buffer: a character split between a name and
+    /// its value (or two fields) is valid UTF-8 only once they sit side by
+    /// side. Each part is checked on its own, so the form is refused rather
+    /// than sliced inside a character.
+    #[test]
+    fn a_character_split_across_parts_is_refused() {
+        assert_eq!(FormFields::parse(b"%E4%BA=%A4"), Err(FormError::NotUtf8 { index: 0 }));
+        assert_eq!(FormFields::parse(b"ok=1&a=%E4%BA&%A4=b"), Err(FormError::NotUtf8 { index: 1 }));
+        assert_eq!(FormFields::parse(b"a=%E4%BA%A4").unwrap().get("a"), Some("交"));
+    }
+
     #[test]
     fn last_duplicate_wins_like_php() {
         let f = FormFields::parse(b"a=1&b=2&a=3").unwrap();
