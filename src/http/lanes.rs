@@ -62,6 +62,7 @@ impl Lanes {
                     // The store's answers to this lane's requests, in one
                     // wake-up per batch (`store::post`).
                     tokio::spawn(crate::store::open_post_here());
+                    tokio::spawn(super::timers::keep_close(std::future::pending()));
                     while let Some(Accepted { stream, peer, slot, watcher }) = accepted.recv().await {
                         match tokio::net::TcpStream::from_std(stream) {
                             Ok(stream) => serve_connection(stream, peer, slot, watcher, &app, header_timeout),

@@ -16,6 +16,7 @@ pub(crate) mod page;
 mod returns;
 mod server;
 mod state;
+pub(crate) mod timers;
 mod trace;
 
 use std::time::Duration;
