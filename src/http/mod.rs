@@ -65,7 +65,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .merge(legacy)
         .merge(admin::routes(state.clone()))
         .route("/metrics", get(metrics::render))
-        .route_layer(middleware::from_fn(metrics::track))
+        .route_layer(metrics::TrackLayer)
         .fallback(not_found)
         .with_state(state.clone());
 
