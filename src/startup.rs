@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
 use tokio::net::TcpListener;
 
 use tokio_util::sync::CancellationToken;
@@ -27,7 +26,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     handoff: tokio::sync::mpsc::Receiver<delivery::Handoff>,
-    router: Router,
+    router: http::App,
     header_timeout: Duration,
 }
 

@@ -19,7 +19,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -51,7 +50,7 @@ pub struct Lanes {
 impl Lanes {
     /// Starts `count` lanes serving `app`, or says why a lane could not
     /// start (then none run).
-    pub fn start(count: usize, app: &Router, header_timeout: Duration) -> std::io::Result<Self> {
+    pub fn start(count: usize, app: &super::App, header_timeout: Duration) -> std::io::Result<Self> {
         let mut lanes = Self { queues: Vec::with_capacity(count), threads: Vec::with_capacity(count), next: 0 };
         for i in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -105,12 +104,12 @@ pub fn serve_connection(
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     watcher: Watcher,
-    app: &Router,
+    app: &super::App,
     header_timeout: Duration,
 ) {
     let service = app.clone().map_request(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-        req
+        req.map(axum::body::Body::new)
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

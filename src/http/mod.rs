@@ -19,10 +19,10 @@ mod state;
 pub(crate) mod timers;
 mod trace;
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http::{HeaderName, StatusCode};
@@ -32,6 +32,11 @@ use tower_http::timeout::TimeoutLayer;
 pub(crate) use admin::cross_site;
 pub use server::serve;
 pub use state::AppState;
+
+/// The whole application as one service: the stack served as it is,
+/// without a router around it only to hold it (a `Router` with nothing
+/// but a fallback matched every path and boxed its future, issue 14).
+pub type App = tower::util::BoxCloneSyncService<axum::extract::Request, axum::response::Response, Infallible>;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -45,7 +50,7 @@ pub const LEGACY_RETURN: &str = "/payment_background_funpoint_receive_mid.php";
 /// Builds the whole application: routes and the one middleware stack.
 /// `max_body_bytes` and `request_timeout` are fixed at start (a reload
 /// does not change them).
-pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> App {
     let legacy = Router::new()
         .route(LEGACY_CHECKOUT, post(checkout::page))
         .route(LEGACY_CHECKOUT_JSON, post(checkout::json).options(cors::preflight))
@@ -76,12 +81,12 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
     // `Router::layer` wraps every route in each layer, boxed and cloned per
     // request (issue 14).
     let stack = tower::ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(state, edge::edge))
+        .layer(edge::EdgeLayer(state))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .map_response(IntoResponse::into_response)
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .service(app);
-    Router::new().fallback_service(stack)
+    App::new(stack)
 }
 
 /// Is `path` one of the PHP original's four?
@@ -90,5 +95,9 @@ fn is_legacy(path: &str) -> bool {
 }
 
 pub(crate) async fn not_found() -> impl IntoResponse {
-    (StatusCode::NOT_FOUND, "not found\n")
+    not_found_response()
+}
+
+fn not_found_response() -> axum::response::Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
 }

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
@@ -18,7 +17,7 @@ use super::lanes::{Accepted, Lanes, serve_connection};
 /// real clients need (SPEC is silent; `[server] max_connections`).
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: super::App,
     header_timeout: Duration,
     max_connections: usize,
     grace: Duration,

@@ -9,11 +9,14 @@
 //! still governs it), level, message and fields, inside the span.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::response::Response;
 use http::HeaderValue;
+use tracing::instrument::Instrumented;
 use tracing::{Instrument as _, Level, Span};
 
 /// The target tower-http's response line had, kept for log filters.
@@ -33,23 +36,44 @@ pub fn request_span(req: &Request, id: &HeaderValue) -> Span {
     )
 }
 
-/// Runs `response` in `span`, then writes `finished processing request`
-/// with its latency and status, as `TraceLayer` with an info-level
-/// `DefaultOnResponse` did, when that line is enabled.
-pub async fn traced(span: Span, response: impl Future<Output = Response>) -> Response {
-    let started = tracing::enabled!(target: ON_RESPONSE, Level::INFO).then(Instant::now);
-    let response = response.instrument(span.clone()).await;
-    if let Some(started) = started {
-        let _in = span.enter();
-        let latency = Latency(started.elapsed());
-        tracing::info!(
-            target: ON_RESPONSE,
-            %latency,
-            status = i32::from(response.status().as_u16()),
-            "finished processing request"
-        );
+pin_project_lite::pin_project! {
+    /// `inner` run in the request's span; when it is ready, the line
+    /// `finished processing request` with its latency and status, as
+    /// `TraceLayer` with an info-level `DefaultOnResponse` wrote it, when
+    /// that line is enabled. A future of its own, so that `edge` needs no
+    /// box for it.
+    pub struct Traced<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        started: Option<Instant>,
     }
-    response
+}
+
+/// Runs `response` in `span` (see [`Traced`]).
+pub fn traced<F>(span: Span, response: F) -> Traced<F> {
+    let started = tracing::enabled!(target: ON_RESPONSE, Level::INFO).then(Instant::now);
+    Traced { inner: response.instrument(span), started }
+}
+
+impl<F: Future<Output = Result<Response, E>>, E> Future for Traced<F> {
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let response = ready!(inner.as_mut().poll(cx))?;
+        if let Some(started) = this.started.take() {
+            let _in = inner.span().enter();
+            let latency = Latency(started.elapsed());
+            tracing::info!(
+                target: ON_RESPONSE,
+                %latency,
+                status = i32::from(response.status().as_u16()),
+                "finished processing request"
+            );
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// A latency as tower-http's default unit writes it: whole milliseconds.
@@ -86,9 +110,10 @@ mod tests {
             let handler = async {
                 Span::current().record("provider", "funpoint");
                 tracing::info!("inside");
-                (StatusCode::CREATED, "1|OK").into_response()
+                Ok::<_, std::convert::Infallible>((StatusCode::CREATED, "1|OK").into_response())
             };
-            runtime.block_on(traced(span, handler)).status()
+            let Ok(response) = runtime.block_on(traced(span, handler));
+            response.status()
         });
         let lines = out.text();
         // The latency in whole milliseconds, whatever it was.
