@@ -142,6 +142,34 @@ async fn pending_retries_resume_after_a_restart() {
     assert_eq!(row.attempts.len(), 2);
 }
 
+/// An attempt still waiting on its tenant when the gateway is told to stop
+/// is finished and recorded before the store closes, not cut off and left
+/// to its lease (after a restart: delivered once, one attempt, nothing sent
+/// again).
+#[tokio::test]
+async fn a_delivery_in_flight_when_the_gateway_stops_is_finished_and_recorded() {
+    need_backend!();
+    let tenant = MockServer::start().await;
+    let config = shop_config(&tenant.url(), "http://127.0.0.1:1", "");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("payrelay.db");
+    tenant.reply(Reply::text(200, "1|OK").with_delay(Duration::from_millis(400)));
+    let app = spawn_app_on(&config, &db).await;
+    assert_eq!(notify(&app, &notification("FP01", "T1", "交易成功")).await, (200, "1|OK".into()));
+    eventually("the first attempt", WAIT, || tenant.received().len() == 1).await;
+    let id = stored_id(&app).await;
+    tokio::time::timeout(WAIT, app.stop()).await.expect("the stop waited past its grace");
+
+    let app = spawn_app_on(&config, &db).await;
+    let row = app.detail(&id).await;
+    assert_eq!(row.summary.status, Status::Delivered, "{row:?}");
+    assert_eq!(row.attempts.len(), 1, "{row:?}");
+    assert!(row.attempts[0].error.is_none(), "{row:?}");
+    tokio::task::yield_now().await;
+    assert_eq!(tenant.received().len(), 1, "sent again after the restart");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn ack_delivered_answers_by_the_first_attempt() {
     need_backend!();
