@@ -35,12 +35,13 @@ const MAX_BY_ADDRESS: usize = 256;
 pub(super) struct WriterConn {
     db: NonNull<ffi::sqlite3>,
     /// Every prepared statement, by its text: finalized on drop.
-    statements: HashMap<Arc<str>, Statement>,
+    statements: HashMap<Arc<str>, Statement, foldhash::fast::RandomState>,
     /// The same statements by the address of the text they were asked for
     /// with (the store spells each statement once): hashing a multi-row
     /// statement's whole text on every run cost more than its binding
     /// (issue 14). The text is kept, so that its address is not reused.
-    by_address: HashMap<usize, (Arc<str>, Statement)>,
+    /// Hashed with foldhash, not SipHash: the addresses are ours.
+    by_address: HashMap<usize, (Arc<str>, Statement), foldhash::fast::RandomState>,
 }
 
 // SAFETY: a connection is owned by one writer and used through `&mut self`
@@ -69,7 +70,7 @@ impl WriterConn {
         let Some(db) = NonNull::new(db) else {
             return Err(SqliteError::new(rc, "cannot allocate a connection".into()).into());
         };
-        let mut conn = Self { db, statements: HashMap::new(), by_address: HashMap::new() };
+        let mut conn = Self { db, statements: HashMap::default(), by_address: HashMap::default() };
         if rc != ffi::SQLITE_OK {
             return Err(conn.error(rc));
         }
