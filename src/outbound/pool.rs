@@ -76,14 +76,24 @@ impl Lease {
     }
 }
 
-/// The most recently kept live connection to `origin`, if any; closed and
-/// expired ones are dropped on the way.
+/// The most recently kept live connection to `origin`, if any. Expired
+/// ones are dropped first: kept in the order they were put back, they are
+/// the oldest, found by a binary search (checking every kept connection's
+/// age and state on every call cost a delivery ~0.8k instructions at 8
+/// connections, issue 14). A closed one is dropped when it comes up for
+/// its origin, when it expires or when the thread keeps too many.
 fn take(origin: &Origin) -> Option<Sender> {
     KEPT.with_borrow_mut(|kept| {
         let now = Instant::now();
-        kept.retain(|k| !k.sender.is_closed() && now.duration_since(k.since) < IDLE_TIMEOUT);
-        let at = kept.iter().rposition(|k| k.origin == *origin)?;
-        Some(kept.remove(at).sender)
+        let expired = kept.partition_point(|k| now.duration_since(k.since) >= IDLE_TIMEOUT);
+        kept.drain(..expired);
+        while let Some(at) = kept.iter().rposition(|k| k.origin == *origin) {
+            let candidate = kept.remove(at);
+            if !candidate.sender.is_closed() {
+                return Some(candidate.sender);
+            }
+        }
+        None
     })
 }
 
