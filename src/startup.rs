@@ -71,8 +71,7 @@ impl Application {
     /// attempts and give back its leases, and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let background = CancellationToken::new();
-        let stop = background.clone();
-        tokio::spawn(async move { http::timers::keep_close(stop.cancelled()).await });
+        tokio::spawn(http::timers::keep_close(background.clone().cancelled_owned()));
         let worker = tokio::spawn(delivery::run_worker(self.state.worker().clone(), self.handoff, background.clone()));
         let upkeep = self.state.clone();
         let purger = tokio::spawn(delivery::run_purger(self.state.worker().clone(), background.clone(), move || {
