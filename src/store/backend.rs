@@ -117,7 +117,7 @@ pub(super) struct Dialect {
     /// The due scan's table hint (SQLite's planner would take the status index).
     pub due_index: &'static str,
     /// The purge's table hint, for the same reason.
-    pub received_index: &'static str,
+    pub delivered_index: &'static str,
     /// Put before a column to keep SQLite from using its index (`+status`).
     pub no_index: &'static str,
     /// Claims by several instances skip each other's rows instead of waiting.

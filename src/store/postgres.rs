@@ -21,7 +21,7 @@ use super::backend::{Backend, Dialect};
 pub(super) static DIALECT: Dialect = Dialect {
     numbered_with: '$',
     due_index: "",
-    received_index: "",
+    delivered_index: "",
     no_index: "",
     skip_locked: "FOR UPDATE SKIP LOCKED",
     or_fail: "",
@@ -36,6 +36,8 @@ pub(super) static DIALECT: Dialect = Dialect {
         (5, include_str!("migrations/shared/0005_orders.sql")),
         (6, include_str!("migrations/shared/0006_recurring.sql")),
         (8, include_str!("migrations/postgres/0008_dedup_led_by_order.sql")),
+        (9, include_str!("migrations/shared/0009_delivered_index.sql")),
+        (10, include_str!("migrations/shared/0010_status_index_settled.sql")),
     ],
     single_instance: false,
     apply_per_row: false,

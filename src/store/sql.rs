@@ -96,12 +96,18 @@ const ROUTED: &str = ", tenant = $3, last_error = NULL, simulated = $4, dedup_ke
     WHERE id = $2 AND status = 'unroutable' AND (CAST($5 AS TEXT) IS NULL OR NOT EXISTS (
         SELECT 1 FROM callbacks o WHERE o.provider = callbacks.provider AND o.dedup_key = $5))";
 
-/// The rows of `$1` beyond the newest `$2` or beyond `$3` bytes of body
-/// (newest first), among those received before `$4`.
+/// The WHERE of the index `callbacks_settled` (migration 10), stated by
+/// the statements that read it: SQLite uses a partial index only for a
+/// query whose WHERE implies the index's, and cannot see that a bound
+/// status is never `pending`.
+const SETTLED: &str = "(status = 'delivered' OR status = 'dead' OR status = 'rejected' OR status = 'unroutable')";
+
+/// The rows of `$1` (a settled status) beyond the newest `$2` or beyond
+/// `$3` bytes of body (newest first), among those received before `$4`.
 const OVER_CAPS: &str = "DELETE FROM callbacks WHERE seq IN (
     SELECT seq FROM (
         SELECT seq, received_at, ROW_NUMBER() OVER w AS n, SUM(length(body)) OVER w AS total
-        FROM callbacks WHERE status = $1
+        FROM callbacks WHERE status = $1 AND {settled}
         WINDOW w AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)) ranked
     WHERE (n > $2 OR total > $3) AND received_at < $4)";
 
@@ -169,10 +175,10 @@ impl Sql {
             refuse: s("UPDATE callbacks SET status = 'rejected', tenant = $3, last_error = $4, finished_at = $1
                 WHERE id = $2 AND status = 'unroutable'"),
             dead_of: s(&format!("{REQUEUE} WHERE tenant = $2 AND status = 'dead'")),
-            purge_delivered: s("DELETE FROM callbacks {received_index}
-                WHERE {no_index}status = 'delivered' AND received_at < $1"),
+            purge_delivered: s("DELETE FROM callbacks {delivered_index}
+                WHERE status = 'delivered' AND received_at < $1"),
             purge_dead: s("DELETE FROM callbacks WHERE status = 'dead' AND finished_at < $1"),
-            over_caps: s(OVER_CAPS),
+            over_caps: s(&OVER_CAPS.replace("{settled}", SETTLED)),
             unroutable_left: s("SELECT COUNT(*) AS n, COALESCE(SUM(length(body)), 0) AS bytes
                 FROM callbacks WHERE status = 'unroutable'"),
             get: s(&format!(
@@ -189,7 +195,11 @@ impl Sql {
                    AND (CAST($6 AS TEXT) IS NULL OR order_key = $6 OR id = $6)
                  ORDER BY seq DESC LIMIT $5"
             )),
-            by_status: s("SELECT status, COUNT(*) AS n FROM callbacks GROUP BY status"),
+            // Pending rows are counted in their own index (callbacks_due).
+            by_status: s(&format!(
+                "SELECT status, COUNT(*) AS n FROM callbacks WHERE {SETTLED} GROUP BY status
+                 UNION ALL SELECT 'pending' AS status, COUNT(*) AS n FROM callbacks WHERE status = 'pending'"
+            )),
             oldest_pending: s("SELECT MIN(received_at) AS t FROM callbacks WHERE status = 'pending'"),
             open_orders: s(
                 "SELECT COUNT(*) AS n, MIN(created_at) AS t FROM orders WHERE state IN ('checkout', 'code_issued')",
@@ -244,7 +254,7 @@ pub(super) fn values(cols: usize, rows: usize) -> String {
 fn spell(d: &Dialect, text: &str) -> Arc<str> {
     let filled = text
         .replace("{due_index}", d.due_index)
-        .replace("{received_index}", d.received_index)
+        .replace("{delivered_index}", d.delivered_index)
         .replace("{no_index}", d.no_index)
         .replace("{skip_locked}", d.skip_locked)
         .replace("{or_fail}", d.or_fail);

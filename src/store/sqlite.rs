@@ -18,7 +18,7 @@ use super::sqlite_writer::WriterConn;
 pub(super) static DIALECT: Dialect = Dialect {
     numbered_with: '?',
     due_index: "INDEXED BY callbacks_due",
-    received_index: "INDEXED BY callbacks_received",
+    delivered_index: "INDEXED BY callbacks_delivered",
     no_index: "+",
     skip_locked: "",
     or_fail: "OR FAIL",
@@ -33,6 +33,8 @@ pub(super) static DIALECT: Dialect = Dialect {
         (6, include_str!("migrations/shared/0006_recurring.sql")),
         (7, include_str!("migrations/sqlite/0007_check_without_in.sql")),
         (8, include_str!("migrations/sqlite/0008_dedup_led_by_order.sql")),
+        (9, include_str!("migrations/shared/0009_delivered_index.sql")),
+        (10, include_str!("migrations/shared/0010_status_index_settled.sql")),
     ],
     single_instance: true,
     apply_per_row: true,

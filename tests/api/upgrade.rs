@@ -29,14 +29,15 @@ async fn run(db: &std::path::Path, statements: &[String]) {
     }
 }
 
-/// The schema as migrations 1–7 left it (PostgreSQL's 1–6: it has no 7).
-fn earlier_schema() -> Vec<String> {
+/// The schema as migrations 1 to `upto` left it (PostgreSQL has no 2, 3, 7).
+fn earlier_schema(upto: i64) -> Vec<String> {
     let scripts: &[(i64, &str)] = if crate::POSTGRES {
         &[
             (1, include_str!("../../src/store/migrations/postgres/0001_init.sql")),
             (4, include_str!("../../src/store/migrations/shared/0004_verification.sql")),
             (5, include_str!("../../src/store/migrations/shared/0005_orders.sql")),
             (6, include_str!("../../src/store/migrations/shared/0006_recurring.sql")),
+            (8, include_str!("../../src/store/migrations/postgres/0008_dedup_led_by_order.sql")),
         ]
     } else {
         &[
@@ -47,11 +48,12 @@ fn earlier_schema() -> Vec<String> {
             (5, include_str!("../../src/store/migrations/shared/0005_orders.sql")),
             (6, include_str!("../../src/store/migrations/shared/0006_recurring.sql")),
             (7, include_str!("../../src/store/migrations/sqlite/0007_check_without_in.sql")),
+            (8, include_str!("../../src/store/migrations/sqlite/0008_dedup_led_by_order.sql")),
         ]
     };
     let mut out =
         vec!["CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)".to_owned()];
-    for (version, script) in scripts {
+    for (version, script) in scripts.iter().filter(|(v, _)| *v <= upto) {
         out.push((*script).to_owned());
         out.push(format!("INSERT INTO schema_migrations VALUES ({version}, 0)"));
     }
@@ -95,7 +97,7 @@ async fn a_resend_after_the_upgrade_finds_its_original() {
         ("cccccccccccccccccccccccccccccccc", Funpoint, "has space", "3".repeat(64)),
         ("dddddddddddddddddddddddddddddddd", Oen, "o1", "4".repeat(64)),
     ];
-    let mut statements = earlier_schema();
+    let mut statements = earlier_schema(7);
     for (id, provider, order, hash) in &stored {
         statements.push(format!(
             "INSERT INTO callbacks (id, provider, tenant, status, body, received_at, dedup_key, order_key)
@@ -119,5 +121,55 @@ async fn a_resend_after_the_upgrade_finds_its_original() {
     }
     let again = led_by_order(Some("Ord-0042"), "1".repeat(64));
     assert!(matches!(store.accept(resend(Funpoint, again, "Ord-0042")).await.unwrap(), Accepted::Duplicate { .. }));
+    store.close().await;
+}
+
+/// Migrations 9 and 10 keep the purge's index to delivered rows and the
+/// status index to settled ones. Rows a store held before them are indexed
+/// by them: counted by status, old deliveries and rejected rows over their
+/// cap purged after the upgrade, rows of every other status kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_stored_before_the_upgrade_are_still_counted_and_purged() {
+    need_backend!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("payrelay.db");
+    let now = payrelay::store::now_ms();
+    let day = 86_400_000;
+    let rows = [
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "delivered", now - 30 * day),
+        ("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "delivered", now - 20 * day),
+        ("cccccccccccccccccccccccccccccccc", "delivered", now),
+        ("dddddddddddddddddddddddddddddddd", "pending", now - 30 * day),
+        ("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "dead", now - 30 * day),
+        ("ffffffffffffffffffffffffffffffff", "rejected", now - 30 * day),
+        ("f0000000000000000000000000000000", "rejected", now - 29 * day),
+    ];
+    let mut statements = earlier_schema(8);
+    for (id, status, at) in rows {
+        statements.push(format!(
+            "INSERT INTO callbacks (id, provider, tenant, status, body, received_at, finished_at)
+             VALUES ('{id}', 'funpoint', 'shop', '{status}', 'x', {at}, {now})"
+        ));
+    }
+    run(&db, &statements).await;
+
+    let store = open_store(&db).await;
+    let mut counts = store.stats().await.unwrap().by_status;
+    counts.retain(|(_, n)| *n > 0);
+    counts.sort_by_key(|(s, _)| s.as_str());
+    let counts: Vec<(&str, u64)> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    assert_eq!(counts, [("dead", 1), ("delivered", 3), ("pending", 1), ("rejected", 2)]);
+    let policy = payrelay::store::PurgePolicy::simple(now, Duration::from_secs(7 * 86_400), 1);
+    let purged = store.purge(policy).await.unwrap();
+    assert_eq!((purged.delivered, purged.dead, purged.rejected), (2, 0, 1));
+    let left: Vec<String> = store
+        .list(&payrelay::store::ListFilter { limit: 100, ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id.to_string())
+        .collect();
+    let kept = ["f0000000000000000000000000000000", "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"];
+    assert_eq!(left, [&kept[..], &["dddddddddddddddddddddddddddddddd", "cccccccccccccccccccccccccccccccc"]].concat());
     store.close().await;
 }
