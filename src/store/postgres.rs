@@ -28,8 +28,9 @@ pub(super) static DIALECT: Dialect = Dialect {
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     // "payrelay": serialises the migrations of instances starting together.
     migration_lock: Some("SELECT pg_advisory_xact_lock(8097887137223696761)"),
-    // Shared migrations take the same number on both backends (7 is
-    // SQLite's alone: its CHECKs without IN lists).
+    // Shared migrations take the same number on both backends (7 and 11
+    // are SQLite's alone: its CHECKs without IN lists, an index its
+    // planner never used).
     migrations: &[
         (1, include_str!("migrations/postgres/0001_init.sql")),
         (4, include_str!("migrations/shared/0004_verification.sql")),

@@ -35,6 +35,7 @@ pub(super) static DIALECT: Dialect = Dialect {
         (8, include_str!("migrations/sqlite/0008_dedup_led_by_order.sql")),
         (9, include_str!("migrations/shared/0009_delivered_index.sql")),
         (10, include_str!("migrations/shared/0010_status_index_settled.sql")),
+        (11, include_str!("migrations/sqlite/0011_no_order_key_index.sql")),
     ],
     single_instance: true,
     apply_per_row: true,
