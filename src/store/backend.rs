@@ -114,9 +114,12 @@ conn!(Postgres, sqlx::postgres::PgRow);
 pub(super) struct Dialect {
     /// PostgreSQL numbers placeholders `$1`; SQLite `?1`.
     pub numbered_with: char,
-    /// The due scan's table hint (SQLite's planner would take the status index).
+    /// The due scan's table hint (SQLite's planner took the status index
+    /// while that held pending rows; since migration 10 it picks this one
+    /// unaided, and the hint keeps it so).
     pub due_index: &'static str,
-    /// The purge's table hint, for the same reason.
+    /// The purge's table hint: unaided, SQLite's planner takes the settled
+    /// index and reads every delivered row instead of the old ones.
     pub delivered_index: &'static str,
     /// Put before a column to keep SQLite from using its index (`+status`).
     pub no_index: &'static str,
