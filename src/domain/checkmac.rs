@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Secret;
+use super::escape::DOTNET_LOWER;
 
 /// The field that carries the MAC; never part of its own input.
 pub const FIELD: &str = "CheckMacValue";
@@ -46,22 +47,24 @@ impl CheckMac {
             la.cmp(lb)
         });
 
-        let mut raw = String::with_capacity(64 + pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
-        raw.push_str("HashKey=");
-        raw.push_str(keys.key.expose());
+        // Encoded piece by piece into one buffer, the same bytes as the
+        // whole `HashKey=…&HashIV=…` text encoded at once (the encoding is
+        // byte by byte), without writing that text first.
+        let escape = |out: &mut Vec<u8>, text: &str| DOTNET_LOWER.encode_into(text.as_bytes(), out);
+        let mut encoded = Vec::with_capacity(96 + 2 * pairs.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>());
+        escape(&mut encoded, "HashKey=");
+        escape(&mut encoded, keys.key.expose());
         for (k, v) in &pairs {
-            raw.push('&');
-            raw.push_str(k);
-            raw.push('=');
-            raw.push_str(v);
+            escape(&mut encoded, "&");
+            escape(&mut encoded, k);
+            escape(&mut encoded, "=");
+            escape(&mut encoded, v);
         }
-        raw.push_str("&HashIV=");
-        raw.push_str(keys.iv.expose());
-
-        let encoded = dotnet_url_encode_lower(&raw);
+        escape(&mut encoded, "&HashIV=");
+        escape(&mut encoded, keys.iv.expose());
         let hex = match alg {
-            HashAlgorithm::Sha256 => super::hex::upper(&Sha256::digest(encoded.as_bytes())),
-            HashAlgorithm::Md5 => super::hex::upper(&Md5::digest(encoded.as_bytes())),
+            HashAlgorithm::Sha256 => super::hex::upper(&Sha256::digest(&encoded)),
+            HashAlgorithm::Md5 => super::hex::upper(&Md5::digest(&encoded)),
         };
         Self(hex)
     }
@@ -90,50 +93,9 @@ impl CheckMac {
     }
 }
 
-/// .NET `HttpUtility.UrlEncode`, then lower-cased: UTF-8 bytes;
-/// `A-Z a-z 0-9 - _ . ! * ( )` kept; space → `+`; every other byte `%xx`.
-/// Lower-casing afterwards means the hex digits are written lower-case
-/// straight away and letters are folded as they are copied.
-fn dotnet_url_encode_lower(s: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(s.len() * 3 / 2);
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' => out.push(b.to_ascii_lowercase()),
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'*' | b'(' | b')' => out.push(b),
-            b' ' => out.push(b'+'),
-            _ => out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]),
-        }
-    }
-    // Bytes, not chars: a `char` push checks its UTF-8 length per byte. Only
-    // ASCII was written, so the conversion cannot fail.
-    String::from_utf8(out).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    proptest::proptest! {
-        /// Byte for byte what the char-by-char encoder wrote.
-        #[test]
-        fn encodes_as_before(s in "\\PC{0,40}") {
-            let before: String = s.bytes().map(|b| match b {
-                b'A'..=b'Z' => (b.to_ascii_lowercase() as char).to_string(),
-                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'*' | b'(' | b')' => (b as char).to_string(),
-                b' ' => "+".to_owned(),
-                _ => format!("%{b:02x}"),
-            }).collect();
-            proptest::prop_assert_eq!(dotnet_url_encode_lower(&s), before);
-        }
-    }
-
-    #[test]
-    fn encodes_like_dotnet() {
-        assert_eq!(dotnet_url_encode_lower("a b~'()*!-_."), "a+b%7e%27()*!-_.");
-        assert_eq!(dotnet_url_encode_lower("A=&/"), "a%3d%26%2f");
-        assert_eq!(dotnet_url_encode_lower("手"), "%e6%89%8b");
-    }
 
     #[test]
     fn wrong_length_or_garbage_never_verifies() {

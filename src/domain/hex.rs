@@ -17,9 +17,11 @@ pub fn upper(bytes: &[u8]) -> String {
 }
 
 fn encode(bytes: &[u8], digits: &[u8; 16]) -> String {
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.extend_from_slice(&[digits[usize::from(b >> 4)], digits[usize::from(b & 0x0f)]]);
+    // Sized first and written in pairs: no capacity check per digit.
+    let mut out = vec![0u8; bytes.len() * 2];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = digits[usize::from(b >> 4)];
+        pair[1] = digits[usize::from(b & 0x0f)];
     }
     // Only ASCII digits were written.
     String::from_utf8(out).unwrap_or_default()

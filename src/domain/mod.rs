@@ -4,6 +4,7 @@
 mod callback_id;
 pub mod checkmac;
 mod duration;
+pub mod escape;
 pub mod hex;
 pub mod ip;
 mod origin;

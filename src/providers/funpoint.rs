@@ -9,6 +9,7 @@ use super::{Parsed, Provider, Rejection};
 use crate::config::{FunpointTenant, FunpointVerify, Tenant};
 use crate::domain::CheckMac;
 use crate::domain::checkmac::FIELD as CHECK_MAC;
+use crate::domain::escape::FORM;
 use crate::form::FormFields;
 use crate::routing;
 
@@ -132,19 +133,18 @@ fn dedup_key(form: Option<&FormFields>) -> String {
     fields.sort_unstable_by(|(ak, av), (bk, bv)| {
         (&bytes[ak.clone()], &bytes[av.clone()]).cmp(&(&bytes[bk.clone()], &bytes[bv.clone()]))
     });
-    // Encoded into one buffer and hashed once: the encoder yields a piece
-    // per run of plain bytes and per escaped byte, and each `update` of
-    // the hash has its own bookkeeping.
-    let mut encoded = String::with_capacity(text.len() + text.len() / 2 + 2 * fields.len());
+    // Encoded into one buffer and hashed once, by table (see
+    // `domain::escape`): `form_urlencoded`'s bytes.
+    let mut encoded = Vec::with_capacity(text.len() + text.len() / 2 + 2 * fields.len());
     for (i, (k, v)) in fields.into_iter().enumerate() {
         if i > 0 {
-            encoded.push('&');
+            encoded.push(b'&');
         }
-        encoded.extend(form_urlencoded::byte_serialize(&bytes[k]));
-        encoded.push('=');
-        encoded.extend(form_urlencoded::byte_serialize(&bytes[v]));
+        FORM.encode_into(&bytes[k], &mut encoded);
+        encoded.push(b'=');
+        FORM.encode_into(&bytes[v], &mut encoded);
     }
-    let hash = Sha256::digest(encoded.as_bytes());
+    let hash = Sha256::digest(&encoded);
     crate::domain::hex::lower(&hash)
 }
 
