@@ -21,8 +21,12 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::{Layer, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum LogFormat {
@@ -48,7 +52,6 @@ enum Msg {
 static QUEUE_TX: OnceLock<Sender<Msg>> = OnceLock::new();
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new().name("log-writer".into()).spawn(move || write_lines(&rx));
@@ -57,15 +60,50 @@ pub fn init(format: LogFormat) {
         Ok(_) => BoxMakeWriter::new(QueuedStderr { tx: tx.clone() }),
         Err(_) => BoxMakeWriter::new(std::io::stderr),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
+    let spec = std::env::var("RUST_LOG").ok();
+    // The filter over the formatter over the registry, as
+    // `fmt().with_env_filter(…)` built it.
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    let registry = tracing_subscriber::registry();
     let installed = match format {
         // Without colours, fields written plainly (`fields`).
-        LogFormat::Text if !ansi => builder.fmt_fields(fields::PlainFields).try_init(),
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text if !ansi => {
+            registry.with(layer.fmt_fields(fields::PlainFields)).with(filter(spec.as_deref())).try_init()
+        }
+        LogFormat::Text => registry.with(layer).with(filter(spec.as_deref())).try_init(),
+        LogFormat::Json => {
+            let layer = layer.json().flatten_event(true).with_current_span(true);
+            registry.with(layer).with(filter(spec.as_deref())).try_init()
+        }
     };
     if installed.is_ok() {
         let _ = QUEUE_TX.set(tx);
+    }
+}
+
+/// `RUST_LOG`'s filter (`info` when unset or not understood). A list of
+/// `target=level` and bare levels — all that payrelay's docs and
+/// `bench/run.sh` use — is a [`Targets`]: it decides by callsite and keeps
+/// nothing per span. `EnvFilter` takes a lock shared by every thread at
+/// each span's start, entry, exit, record and close (for span and field
+/// directives, which such a list has none of): with the request span
+/// that was about a seventh of notify's CPU per request at 128
+/// connections (issue 14). Anything else (span or field directives,
+/// spaces) goes to `EnvFilter`, as before.
+fn filter<S>(spec: Option<&str>) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let plain = |s: &str| {
+        s.split(',').all(|d| !d.is_empty()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:=,.-".contains(&b))
+    };
+    match spec {
+        None => Box::new(Targets::new().with_default(LevelFilter::INFO)),
+        Some(s) if plain(s) => match s.parse::<Targets>() {
+            Ok(targets) => Box::new(targets),
+            Err(_) => Box::new(EnvFilter::try_new(s).unwrap_or_else(|_| EnvFilter::new("info"))),
+        },
+        Some(s) => Box::new(EnvFilter::try_new(s).unwrap_or_else(|_| EnvFilter::new("info"))),
     }
 }
 
@@ -172,4 +210,65 @@ pub fn chain(err: &dyn std::error::Error) -> String {
         source = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// What a subscriber enables, target by target and level by level.
+    fn decisions(subscriber: impl tracing::Subscriber + Send + Sync + 'static) -> Vec<bool> {
+        let dispatch = tracing::Dispatch::new(subscriber);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let mut seen = Vec::new();
+            macro_rules! each {
+                ($($target:literal),*) => {$(
+                    seen.push(tracing::enabled!(target: $target, Level::ERROR));
+                    seen.push(tracing::enabled!(target: $target, Level::WARN));
+                    seen.push(tracing::enabled!(target: $target, Level::INFO));
+                    seen.push(tracing::enabled!(target: $target, Level::DEBUG));
+                    seen.push(tracing::enabled!(target: $target, Level::TRACE));
+                )*};
+            }
+            each!(
+                "payrelay",
+                "payrelay::http",
+                "payrelay::store::writer",
+                "tower_http::trace::on_response",
+                "hyper_util"
+            );
+            seen
+        })
+    }
+
+    /// A plain `RUST_LOG` enables what `EnvFilter` enabled with it; one
+    /// with a span directive, or unset, is what it was.
+    #[test]
+    fn the_filter_enables_what_env_filter_did() {
+        let specs = [
+            "info",
+            "info,tower_http=warn",
+            "info,payrelay=debug",
+            "warn,payrelay::http=trace",
+            "off",
+            "TRACE",
+            "error,payrelay",
+            "info,tower_http::trace::on_response=off",
+            "payrelay=debug,info",
+            "info, payrelay=debug",
+            "",
+            "not a level=",
+        ];
+        for spec in specs {
+            let ours = decisions(tracing_subscriber::registry().with(filter(Some(spec))));
+            let before = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
+            assert_eq!(ours, decisions(tracing_subscriber::registry().with(before)), "RUST_LOG={spec:?}");
+        }
+        let unset = decisions(tracing_subscriber::registry().with(filter(None)));
+        assert_eq!(unset, decisions(tracing_subscriber::registry().with(EnvFilter::new("info"))));
+        assert!(unset.contains(&true) && unset.contains(&false));
+    }
 }
