@@ -47,21 +47,20 @@ impl CheckMac {
             la.cmp(lb)
         });
 
-        // Encoded piece by piece into one buffer, the same bytes as the
-        // whole `HashKey=…&HashIV=…` text encoded at once (the encoding is
-        // byte by byte), without writing that text first.
-        let escape = |out: &mut Vec<u8>, text: &str| DOTNET_LOWER.encode_into(text.as_bytes(), out);
-        let mut encoded = Vec::with_capacity(96 + 2 * pairs.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>());
-        escape(&mut encoded, "HashKey=");
-        escape(&mut encoded, keys.key.expose());
+        let mut raw = String::with_capacity(64 + pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
+        raw.push_str("HashKey=");
+        raw.push_str(keys.key.expose());
         for (k, v) in &pairs {
-            escape(&mut encoded, "&");
-            escape(&mut encoded, k);
-            escape(&mut encoded, "=");
-            escape(&mut encoded, v);
+            raw.push('&');
+            raw.push_str(k);
+            raw.push('=');
+            raw.push_str(v);
         }
-        escape(&mut encoded, "&HashIV=");
-        escape(&mut encoded, keys.iv.expose());
+        raw.push_str("&HashIV=");
+        raw.push_str(keys.iv.expose());
+        // One call over the whole text (see `domain::escape`).
+        let mut encoded = Vec::with_capacity(3 * raw.len());
+        DOTNET_LOWER.encode_into(raw.as_bytes(), &mut encoded);
         let hex = match alg {
             HashAlgorithm::Sha256 => super::hex::upper(&Sha256::digest(&encoded)),
             HashAlgorithm::Md5 => super::hex::upper(&Md5::digest(&encoded)),

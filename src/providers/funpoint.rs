@@ -9,7 +9,7 @@ use super::{Parsed, Provider, Rejection};
 use crate::config::{FunpointTenant, FunpointVerify, Tenant};
 use crate::domain::CheckMac;
 use crate::domain::checkmac::FIELD as CHECK_MAC;
-use crate::domain::escape::FORM;
+use crate::domain::escape;
 use crate::form::FormFields;
 use crate::routing;
 
@@ -133,17 +133,20 @@ fn dedup_key(form: Option<&FormFields>) -> String {
     fields.sort_unstable_by(|(ak, av), (bk, bv)| {
         (&bytes[ak.clone()], &bytes[av.clone()]).cmp(&(&bytes[bk.clone()], &bytes[bv.clone()]))
     });
-    // Encoded into one buffer and hashed once, by table (see
-    // `domain::escape`): `form_urlencoded`'s bytes.
-    let mut encoded = Vec::with_capacity(text.len() + text.len() / 2 + 2 * fields.len());
+    // Joined by the separators `FORM` writes as `&` and `=` (bytes the
+    // text, UTF-8, never has), encoded in one call, hashed once:
+    // `form_urlencoded`'s bytes.
+    let mut joined = Vec::with_capacity(text.len() + 2 * fields.len());
     for (i, (k, v)) in fields.into_iter().enumerate() {
         if i > 0 {
-            encoded.push(b'&');
+            joined.push(escape::AMP);
         }
-        FORM.encode_into(&bytes[k], &mut encoded);
-        encoded.push(b'=');
-        FORM.encode_into(&bytes[v], &mut encoded);
+        joined.extend_from_slice(&bytes[k]);
+        joined.push(escape::EQ);
+        joined.extend_from_slice(&bytes[v]);
     }
+    let mut encoded = Vec::with_capacity(3 * joined.len());
+    escape::FORM.encode_into(&joined, &mut encoded);
     let hash = Sha256::digest(&encoded);
     crate::domain::hex::lower(&hash)
 }
@@ -208,15 +211,16 @@ impl Provider for Funpoint {
     /// fields) is issued; anything else failed.
     fn event(&self, parsed: &Parsed) -> &'static str {
         let rtn = parsed.field("RtnCode").unwrap_or_default();
-        let code = rtn == "2"
-            || rtn == "10100073"
-            || parsed.field("vAccount").is_some()
-            || parsed.field("PaymentNo").is_some();
+        // The fields a paid notification lacks are looked for only when
+        // they can decide (each look is a pass over the fields).
+        let code = || {
+            rtn == "2" || rtn == "10100073" || parsed.field("vAccount").is_some() || parsed.field("PaymentNo").is_some()
+        };
         if parsed.field("TradeNo").is_none() && parsed.field("TotalSuccessTimes").is_some() {
             if rtn == "1" { "period_paid" } else { "failed" }
         } else if rtn == "1" {
             "paid"
-        } else if code {
+        } else if code() {
             "code_issued"
         } else {
             "failed"
