@@ -65,8 +65,8 @@ where
             // the next request (tower's contract, as `from_fn` keeps it).
             let clone = self.inner.clone();
             let mut ready = std::mem::replace(&mut self.inner, clone);
-            let span = super::trace::request_span(&req, &id);
-            Answer::Inner { traced: super::trace::traced(span, ready.call(req)) }
+            let context = super::trace::request_context(&req, &id);
+            Answer::Inner { traced: super::trace::traced(context, ready.call(req)) }
         };
         Edged { answer, provider, cors, id: Some(id) }
     }

@@ -12,6 +12,7 @@ use http::{HeaderValue, StatusCode, header};
 use super::{AppState, body, client_ip::client_ip};
 use crate::providers::{self, Provider};
 use crate::relay::{self, Answer, Inbound, Relay};
+use crate::telemetry::scope;
 
 pub async fn by_path(State(state): State<AppState>, Path(provider): Path<String>, req: Request) -> Response {
     match providers::by_name(&provider) {
@@ -106,7 +107,7 @@ async fn notify(
     let remote =
         client_ip(&parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>(), &config.server.trusted_proxies);
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    tracing::Span::current().record("provider", provider.name());
+    scope::record(scope::Field::Provider, provider.name());
     let limit = providers::body_limit(provider, &config.notify_limits);
     let body = match body::read_limited(Body::new(body_stream), limit).await {
         Ok(b) => b,
@@ -137,7 +138,7 @@ async fn phases(relay: &Relay<'_>, inbound: &Inbound) -> Answer {
         Ok(t) => t,
         Err(answer) => return answer,
     };
-    tracing::Span::current().record("tenant", tenant.id.as_str());
+    scope::record(scope::Field::Tenant, tenant.id.as_str());
     let simulated = match relay::verify(relay, inbound, tenant, &parsed).await {
         Ok(s) => s,
         Err(answer) => return answer,

@@ -16,15 +16,33 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::response::Response;
 use http::HeaderValue;
-use tracing::instrument::Instrumented;
-use tracing::{Instrument as _, Level, Span};
+use tracing::{Level, Span};
+
+use crate::telemetry::scope::{self, Scope};
 
 /// The target tower-http's response line had, kept for log filters.
 const ON_RESPONSE: &str = "tower_http::trace::on_response";
 
-/// The request's span. The path only: a query string may carry order data.
-pub fn request_span(req: &Request, id: &HeaderValue) -> Span {
-    tracing::info_span!(
+/// What a request's lines are written in: its scope where payrelay
+/// installed the subscriber (see `telemetry::scope`), else its span; none
+/// when the span would be off (`RUST_LOG` turns `payrelay::http` below
+/// info).
+pub enum LogContext {
+    Scope(Option<Scope>),
+    Span(Span),
+}
+
+/// The request's context. The path only: a query string may carry order
+/// data.
+pub fn request_context(req: &Request, id: &HeaderValue) -> LogContext {
+    if scope::deferred() {
+        if !tracing::span_enabled!(target: "payrelay::http", Level::INFO) {
+            return LogContext::Span(Span::none());
+        }
+        let path = crate::telemetry::cut(req.uri().path(), 200);
+        return LogContext::Scope(Some(Scope::new(req.method().as_str(), &path, id.to_str().unwrap_or("-"))));
+    }
+    LogContext::Span(tracing::info_span!(
         target: "payrelay::http",
         "request",
         method = %req.method(),
@@ -33,26 +51,27 @@ pub fn request_span(req: &Request, id: &HeaderValue) -> Span {
         provider = tracing::field::Empty,
         tenant = tracing::field::Empty,
         delivery = tracing::field::Empty,
-    )
+    ))
 }
 
 pin_project_lite::pin_project! {
-    /// `inner` run in the request's span; when it is ready, the line
+    /// `inner` run in the request's context; when it is ready, the line
     /// `finished processing request` with its latency and status, as
     /// `TraceLayer` with an info-level `DefaultOnResponse` wrote it, when
     /// that line is enabled. A future of its own, so that `edge` needs no
     /// box for it.
     pub struct Traced<F> {
         #[pin]
-        inner: Instrumented<F>,
+        inner: F,
+        context: LogContext,
         started: Option<Instant>,
     }
 }
 
-/// Runs `response` in `span` (see [`Traced`]).
-pub fn traced<F>(span: Span, response: F) -> Traced<F> {
+/// Runs `response` in `context` (see [`Traced`]).
+pub fn traced<F>(context: LogContext, response: F) -> Traced<F> {
     let started = tracing::enabled!(target: ON_RESPONSE, Level::INFO).then(Instant::now);
-    Traced { inner: response.instrument(span), started }
+    Traced { inner: response, context, started }
 }
 
 impl<F: Future<Output = Result<Response, E>>, E> Future for Traced<F> {
@@ -60,19 +79,24 @@ impl<F: Future<Output = Result<Response, E>>, E> Future for Traced<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut inner = this.inner;
-        let response = ready!(inner.as_mut().poll(cx))?;
-        if let Some(started) = this.started.take() {
-            let _in = inner.span().enter();
-            let latency = Latency(started.elapsed());
-            tracing::info!(
-                target: ON_RESPONSE,
-                %latency,
-                status = i32::from(response.status().as_u16()),
-                "finished processing request"
-            );
+        let (inner, started) = (this.inner, this.started);
+        let poll = move || -> Poll<Self::Output> {
+            let response = ready!(inner.poll(cx))?;
+            if let Some(started) = started.take() {
+                let latency = Latency(started.elapsed());
+                tracing::info!(
+                    target: ON_RESPONSE,
+                    %latency,
+                    status = i32::from(response.status().as_u16()),
+                    "finished processing request"
+                );
+            }
+            Poll::Ready(Ok(response))
+        };
+        match this.context {
+            LogContext::Scope(scope) => scope::within(scope, poll),
+            LogContext::Span(span) => span.in_scope(poll),
         }
-        Poll::Ready(Ok(response))
     }
 }
 
@@ -106,13 +130,13 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let status = tracing::subscriber::with_default(subscriber, || {
             let req = Request::post("/funpoint/notify?MerchantTradeNo=x").body(Body::empty()).unwrap();
-            let span = request_span(&req, &HeaderValue::from_static("7f1c"));
+            let context = request_context(&req, &HeaderValue::from_static("7f1c"));
             let handler = async {
                 Span::current().record("provider", "funpoint");
                 tracing::info!("inside");
                 Ok::<_, std::convert::Infallible>((StatusCode::CREATED, "1|OK").into_response())
             };
-            let Ok(response) = runtime.block_on(traced(span, handler));
+            let Ok(response) = runtime.block_on(traced(context, handler));
             response.status()
         });
         let lines = out.text();

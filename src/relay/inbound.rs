@@ -11,6 +11,7 @@ use crate::delivery::{self, Handle, Worker};
 use crate::providers::{self, Parsed, Provider};
 use crate::routing::RouteError;
 use crate::store::{Accepted, CallbackId, Claimed, DedupKey, NewCallback, Status};
+use crate::telemetry::scope;
 use crate::throttle::Throttle;
 
 /// What the provider is told: its acknowledgement, or an error with its
@@ -187,7 +188,7 @@ pub async fn acknowledge(
     match accepted {
         Accepted::Stored { id, seq } => {
             crate::metrics::callback_received(provider.name(), Some(tenant.id.as_str()), "stored");
-            tracing::Span::current().record("delivery", id.as_str());
+            scope::record(scope::Field::Delivery, id.as_str());
             let claimed = Claimed {
                 seq,
                 id,
@@ -210,7 +211,7 @@ pub async fn acknowledge(
             deliver_now(relay, claimed).await
         }
         Accepted::Duplicate { id, status, received_ms } => {
-            tracing::Span::current().record("delivery", id.as_str());
+            scope::record(scope::Field::Delivery, id.as_str());
             if let Some(answer) = Box::pin(conflicting(relay, inbound, parsed, tenant, &id)).await {
                 return answer;
             }

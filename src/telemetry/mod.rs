@@ -9,6 +9,7 @@
 //! killed with lines still queued.
 
 mod fields;
+pub mod scope;
 
 #[cfg(test)]
 pub(crate) use fields::{PlainFields, testing::Lines};
@@ -20,9 +21,11 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use clap::ValueEnum;
+use scope::{LineFormat, Scoped};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{self, JsonFields};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::{Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
@@ -65,17 +68,28 @@ pub fn init(format: LogFormat) {
     // `fmt().with_env_filter(…)` built it.
     let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
     let registry = tracing_subscriber::registry();
+    // Lines without colours write a request's scope (`scope`), so that
+    // requests need no span (unless a span directive filters by it).
+    let deferred = !matches!(format, LogFormat::Text if ansi) && targets(spec.as_deref()).is_some();
     let installed = match format {
         // Without colours, fields written plainly (`fields`).
         LogFormat::Text if !ansi => {
-            registry.with(layer.fmt_fields(fields::PlainFields)).with(filter(spec.as_deref())).try_init()
+            let lines = Scoped { inner: format::format().with_ansi(false), lines: LineFormat::Text };
+            let layer = layer.fmt_fields(fields::PlainFields).event_format(lines);
+            registry.with(layer).with(filter(spec.as_deref())).try_init()
         }
         LogFormat::Text => registry.with(layer).with(filter(spec.as_deref())).try_init(),
         LogFormat::Json => {
-            let layer = layer.json().flatten_event(true).with_current_span(true);
+            let json = format::format().json().flatten_event(true).with_current_span(true);
+            let lines = Scoped { inner: json, lines: LineFormat::Json };
+            // JSON lines never have colours (as `fmt::Layer::json` sets).
+            let layer = layer.with_ansi(false).fmt_fields(JsonFields::new()).event_format(lines);
             registry.with(layer).with(filter(spec.as_deref())).try_init()
         }
     };
+    if installed.is_ok() && deferred {
+        scope::defer();
+    }
     if installed.is_ok() {
         let _ = QUEUE_TX.set(tx);
     }
@@ -94,16 +108,23 @@ fn filter<S>(spec: Option<&str>) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
+    match targets(spec) {
+        Some(targets) => Box::new(targets),
+        None => Box::new(spec.and_then(|s| EnvFilter::try_new(s).ok()).unwrap_or_else(|| EnvFilter::new("info"))),
+    }
+}
+
+/// `RUST_LOG` as a [`Targets`], when it is a plain list (see [`filter`]).
+/// Only then do requests go without spans (`scope`): a span directive
+/// (`[request]=debug`) needs the request's span.
+fn targets(spec: Option<&str>) -> Option<Targets> {
     let plain = |s: &str| {
         s.split(',').all(|d| !d.is_empty()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:=,.-".contains(&b))
     };
     match spec {
-        None => Box::new(Targets::new().with_default(LevelFilter::INFO)),
-        Some(s) if plain(s) => match s.parse::<Targets>() {
-            Ok(targets) => Box::new(targets),
-            Err(_) => Box::new(EnvFilter::try_new(s).unwrap_or_else(|_| EnvFilter::new("info"))),
-        },
-        Some(s) => Box::new(EnvFilter::try_new(s).unwrap_or_else(|_| EnvFilter::new("info"))),
+        None => Some(Targets::new().with_default(LevelFilter::INFO)),
+        Some(s) if plain(s) => s.parse().ok(),
+        Some(_) => None,
     }
 }
 
@@ -270,5 +291,14 @@ mod tests {
         let unset = decisions(tracing_subscriber::registry().with(filter(None)));
         assert_eq!(unset, decisions(tracing_subscriber::registry().with(EnvFilter::new("info"))));
         assert!(unset.contains(&true) && unset.contains(&false));
+    }
+
+    /// Requests go without spans only where no directive filters by one.
+    #[test]
+    fn span_directives_keep_the_request_span() {
+        assert!(targets(None).is_some() && targets(Some("info,tower_http=warn")).is_some());
+        for spec in ["info,[request]=debug", "info,payrelay[request{tenant=a}]=debug", "info, payrelay=debug", ""] {
+            assert!(targets(Some(spec)).is_none(), "{spec}");
+        }
     }
 }
