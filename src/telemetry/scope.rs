@@ -105,7 +105,9 @@ impl Scope {
 /// Records `value` in the current request's scope, or in the current span
 /// where requests have spans.
 pub fn record(field: Field, value: &str) {
-    let kept = CURRENT.with(|c| match c.try_borrow_mut().as_deref_mut() {
+    // `try_with`: a line may be written while the thread's locals are
+    // torn down, where there is no scope.
+    let kept = CURRENT.try_with(|c| match c.try_borrow_mut().as_deref_mut() {
         Ok(Some(scope)) => {
             match scope.recorded.iter_mut().find(|(name, _)| *name == field.name()) {
                 Some(slot) => value.clone_into(&mut slot.1),
@@ -115,7 +117,7 @@ pub fn record(field: Field, value: &str) {
         }
         _ => false,
     });
-    if !kept {
+    if kept != Ok(true) {
         tracing::Span::current().record(field.name(), value);
     }
 }
@@ -161,7 +163,7 @@ where
     F: FormatEvent<S, N>,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let fields = CURRENT.with(|c| match c.try_borrow().as_deref() {
+        let fields = CURRENT.try_with(|c| match c.try_borrow().as_deref() {
             Ok(Some(scope)) => Some(match self.lines {
                 LineFormat::Text => scope.text(),
                 LineFormat::Json => scope.json(),
@@ -169,7 +171,7 @@ where
             _ => None,
         });
         // A real span current (not payrelay's) keeps its own place.
-        let Some(fields) = fields.filter(|_| ctx.lookup_current().is_none()) else {
+        let Some(fields) = fields.ok().flatten().filter(|_| ctx.lookup_current().is_none()) else {
             return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::with_capacity(256);
