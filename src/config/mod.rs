@@ -76,25 +76,30 @@ fn parse_in_sections(split: &split::Split<'_>, env: &Env<'_>) -> Option<Config> 
         substitute_all(At::key(None, key.get_ref()), value.get_mut(), env, &mut problems, &mut taken);
     }
     let mut unknown = false;
-    let mut raw: raw::RawConfig = noting_unknown(toml::de::Deserializer::from(doc), &mut |_| unknown = true).ok()?;
+    let raw: raw::RawConfig = noting_unknown(toml::de::Deserializer::from(doc), &mut |_| unknown = true).ok()?;
     if unknown || !problems.is_empty() {
         return None;
     }
-    // Collected into vectors of their final size: a tenant is large, and a
-    // growing vector of 10,000 of them was copied over and over.
+    // Each tenant read and checked in one go, while its text and values are
+    // fresh in the cache (issue 14's start-up). A tenant is large: the
+    // first half's vector is made with room for all, so that the second
+    // half's is the only one copied (a vector grown one tenant at a time
+    // was copied over and over).
+    let all = split.tenants.len();
     let read = halves(split.tenants.clone(), |from, texts| {
-        let mut read = Vec::with_capacity(texts.len());
+        let mut read = Vec::with_capacity(if from == 0 { all } else { texts.len() });
+        let mut problems = validate::Problems::default();
         for (i, text) in texts.into_iter().enumerate() {
-            read.push(tenant_alone(from + i, text, env)?);
+            read.push(validate::tenant(&mut problems, from + i, tenant_alone(from + i, text, env)?));
         }
-        Some(read)
+        problems.is_empty().then_some(read)
     });
-    let mut tenants = Vec::with_capacity(split.tenants.len());
-    for part in read {
+    let mut parts = read.into_iter();
+    let mut tenants = parts.next()??;
+    for part in parts {
         tenants.extend(part?);
     }
-    raw.tenants = tenants;
-    Config::try_from(raw).ok()
+    validate::assemble(raw, |_| tenants).ok()
 }
 
 /// The `i`th tenant from its own text (`[[tenants]]` and its tables), if it

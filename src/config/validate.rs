@@ -49,57 +49,76 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
 
+impl Problems {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl TryFrom<RawConfig> for Config {
     type Error = Vec<String>;
 
-    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
-        let mut p = Problems::default();
-        let server = server(&mut p, raw.server);
-        let storage = storage(&mut p, raw.storage);
-        let delivery = delivery(&mut p, raw.delivery);
-        if storage.lease <= delivery.timeout {
-            // An attempt still in flight when its lease ends could be handed
-            // out again, and the tenant would get it twice.
-            p.push("storage.lease", format!("must be longer than delivery.timeout ({:?})", delivery.timeout));
-        }
-        let admin = admin(&mut p, raw.admin);
-        let notify_limits = notify_limits(&mut p, &raw.providers);
-        let apis = super::verify::apis(&mut p, &raw.providers);
-        let reconcile = super::verify::reconcile(&mut p, &raw.reconcile);
+    fn try_from(mut raw: RawConfig) -> Result<Self, Self::Error> {
+        let raw_tenants = std::mem::take(&mut raw.tenants);
+        assemble(raw, |p| tenants(p, raw_tenants))
+    }
+}
 
-        let funpoint = FunpointSettings {
-            payment_origins: raw
-                .providers
-                .funpoint
-                .payment_origins
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| p.take(format_args!("providers.funpoint.payment_origins[{i}]"), Origin::parse(s)))
-                .collect(),
-            order_suffix_len: suffix_len(
-                &mut p,
-                "providers.funpoint.order_suffix_len",
-                raw.providers.funpoint.order_suffix_len,
-            ),
-        };
-        let tappay_suffix_len =
-            suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
-        let tenants = tenants(&mut p, raw.tenants);
-        let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
-        if let Some(slowest) = verify::slowest_query(&table, &apis)
-            && storage.lease <= delivery.timeout + slowest
-        {
-            // A query and the attempt after it run under one lease.
-            p.push(
-                "storage.lease",
-                "must be longer than delivery.timeout plus the query_timeout of every provider queried",
-            );
-        }
-        if p.0.is_empty() {
-            Ok(Config { server, storage, delivery, admin, table, notify_limits, apis, reconcile })
-        } else {
-            Err(p.0)
-        }
+/// The config from `raw` (its tenants left out) and the tenants `checked`
+/// gives: already checked one by one where a table is read in sections, so
+/// that each tenant is read and checked while its text is at hand (issue
+/// 14's start-up), or checked here from the raw tenants. Its problems come
+/// after the other sections' and before the cross-tenant ones, as always.
+pub(super) fn assemble(
+    raw: RawConfig,
+    checked: impl FnOnce(&mut Problems) -> Vec<Tenant>,
+) -> Result<Config, Vec<String>> {
+    let mut p = Problems::default();
+    let server = server(&mut p, raw.server);
+    let storage = storage(&mut p, raw.storage);
+    let delivery = delivery(&mut p, raw.delivery);
+    if storage.lease <= delivery.timeout {
+        // An attempt still in flight when its lease ends could be handed
+        // out again, and the tenant would get it twice.
+        p.push("storage.lease", format!("must be longer than delivery.timeout ({:?})", delivery.timeout));
+    }
+    let admin = admin(&mut p, raw.admin);
+    let notify_limits = notify_limits(&mut p, &raw.providers);
+    let apis = super::verify::apis(&mut p, &raw.providers);
+    let reconcile = super::verify::reconcile(&mut p, &raw.reconcile);
+
+    let funpoint = FunpointSettings {
+        payment_origins: raw
+            .providers
+            .funpoint
+            .payment_origins
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| p.take(format_args!("providers.funpoint.payment_origins[{i}]"), Origin::parse(s)))
+            .collect(),
+        order_suffix_len: suffix_len(
+            &mut p,
+            "providers.funpoint.order_suffix_len",
+            raw.providers.funpoint.order_suffix_len,
+        ),
+    };
+    let tappay_suffix_len =
+        suffix_len(&mut p, "providers.tappay.order_suffix_len", raw.providers.tappay.order_suffix_len);
+    let tenants = checked(&mut p);
+    let table = index(&mut p, funpoint, tappay_suffix_len, tenants);
+    if let Some(slowest) = verify::slowest_query(&table, &apis)
+        && storage.lease <= delivery.timeout + slowest
+    {
+        // A query and the attempt after it run under one lease.
+        p.push(
+            "storage.lease",
+            "must be longer than delivery.timeout plus the query_timeout of every provider queried",
+        );
+    }
+    if p.0.is_empty() {
+        Ok(Config { server, storage, delivery, admin, table, notify_limits, apis, reconcile })
+    } else {
+        Err(p.0)
     }
 }
 
@@ -241,7 +260,7 @@ fn tenants(p: &mut Problems, raw: Vec<RawTenant>) -> Vec<Tenant> {
     tenants
 }
 
-fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
+pub(super) fn tenant(p: &mut Problems, i: usize, t: RawTenant) -> Tenant {
     let at = if t.id.is_empty() { format!("tenants[{i}]") } else { format!("tenant {:?}", t.id) };
     // On a bad id or base_url the tenant is still indexed under stand-ins,
     // so that the cross-tenant rules report their problems in the same run
