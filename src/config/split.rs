@@ -59,15 +59,62 @@ pub(super) fn tenant_sections(text: &str) -> Option<Split<'_>> {
     (!tenants.is_empty()).then_some(Split { rest, tenants })
 }
 
+/// From this size a table's headers are found in two halves on two threads
+/// (a 10,000-tenant table is 2 MB: its lexing was a tenth of start-up).
+const TWO_THREADS_FROM: usize = 256 * 1024;
+
 /// Where each header line starts, and what it opens; `None` for a header
 /// this module does not cut on.
 fn headers(text: &str) -> Option<Vec<(usize, Header)>> {
+    // The first `[[tenants]]` line from the middle on (a character's start).
+    let middle = (text.len() / 2..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    let cut = text[middle..].find("\n[[tenants]]").map(|at| middle + at + 1);
+    if text.len() >= TWO_THREADS_FROM
+        && let Some(found) = cut.and_then(|cut| in_two(text, cut))
+    {
+        return found;
+    }
+    let scan = scan(text)?;
+    Some(scan.found)
+}
+
+/// The headers of `text` found on two threads, the second from `cut` (a
+/// line that starts with `[[tenants]]`); `None` when `cut` turns out not to
+/// start a line outside any string, array or table value, so that the
+/// halves cannot be read apart.
+///
+/// Lexing is left to right without state, so the tokens of `text[..cut]`
+/// are those of `text` up to `cut` when its last token is a newline at
+/// depth 0 (a string or array still open at `cut` would be the last token,
+/// or leave a depth); and lexing from `cut` is then what lexing the whole
+/// does from there.
+fn in_two(text: &str, cut: usize) -> Option<Option<Vec<(usize, Header)>>> {
+    let (first, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| scan(&text[cut..]));
+        (scan(&text[..cut]), second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let mut first = first.filter(|f| f.ends_a_line)?;
+    let Some(second) = second else { return Some(None) };
+    first.found.extend(second.found.into_iter().map(|(at, kind)| (cut + at, kind)));
+    Some(Some(first.found))
+}
+
+/// What [`scan`] found in a text.
+struct Scan {
+    found: Vec<(usize, Header)>,
+    /// The text ends with a newline outside any value: what follows it
+    /// starts a line.
+    ends_a_line: bool,
+}
+
+fn scan(text: &str) -> Option<Scan> {
     let mut tokens = Source::new(text).lex().peekable();
     let mut found = Vec::new();
     let mut depth = 0usize;
     let mut line_start = true;
     while let Some(token) = tokens.next() {
         match token.kind() {
+            TokenKind::Eof => break,
             TokenKind::Newline => line_start = depth == 0,
             TokenKind::Whitespace | TokenKind::Comment => {}
             TokenKind::LeftSquareBracket if line_start && depth == 0 => {
@@ -110,13 +157,13 @@ fn headers(text: &str) -> Option<Vec<(usize, Header)>> {
             }
         }
     }
-    Some(found)
+    Some(Scan { found, ends_a_line: line_start && !text.is_empty() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::{Config, ConfigError, Env, parse, parse_in_sections, parse_whole};
-    use super::tenant_sections;
+    use super::{TWO_THREADS_FROM, headers, in_two, scan, tenant_sections};
 
     /// Everything a config holds but its lookup maps (made from the tenants,
     /// in a hash map's order).
@@ -212,6 +259,66 @@ mod tests {
         assert!(parse_in_sections(&split, &env).is_none());
         assert!(parse(&dotted, &env).is_err());
         assert_eq!(shown(&parse(&after_other, &env)), shown(&parse_whole(&after_other, &env)));
+    }
+
+    /// Texts whose lines are cut everywhere by the two-thread scan below.
+    fn tricky() -> Vec<String> {
+        let t = |i: usize| tenant(i);
+        vec![
+            format!("[server]\nlisten = \"127.0.0.1:9\"\n{}{}{}", t(1), t(2), t(3)),
+            // `[[tenants]]` lines inside multi-line strings of both kinds, an
+            // array, after a comment and a CRLF line.
+            format!("{}note = \"\"\"\n[[tenants]]\nid = \"x\"\n\"\"\"\n{}", t(1), t(2)),
+            format!("{}note = '''\n[[tenants]]\n'''\r\n{}", t(1), t(2)),
+            format!("{}codes = [\n[[tenants]]\n]\n{}", t(1), t(2)),
+            format!("{}# [[tenants]]\n[[tenants]] # a comment\nid = \"c\"\n{}", t(1), t(2)),
+            format!("{}\r\n[[tenants]]\r\nid = \"r\"\r\n", t(1)),
+            // A header this cut refuses after the cut, and before it.
+            format!("{}[\"quoted\"]\n{}", t(1), t(2)),
+            format!("[\"quoted\"]\n{}{}", t(1), t(2)),
+        ]
+    }
+
+    #[test]
+    fn headers_found_in_two_halves_are_those_found_whole() {
+        for text in tricky() {
+            let whole = scan(&text).map(|s| s.found);
+            let mut usable = 0;
+            for cut in (1..text.len()).filter(|&i| text.as_bytes()[i - 1] == b'\n') {
+                match in_two(&text, cut) {
+                    Some(found) => {
+                        assert_eq!(found, whole, "cut at {cut} of {text:?}");
+                        usable += 1;
+                    }
+                    // Refused only where the line is inside a value.
+                    None => assert!(
+                        whole.as_ref().is_none_or(|w| !w.iter().any(|&(at, _)| at == cut)),
+                        "a header's line refused at {cut} of {text:?}"
+                    ),
+                }
+            }
+            // A quoted header before a cut leaves it unusable: read on one thread.
+            assert!(usable > 0 || whole.is_none(), "{text:?}");
+        }
+        // The lines inside a string or an array are never cut on.
+        let inside = &tricky()[1..4];
+        for text in inside {
+            let line = text.match_indices("\n[[tenants]]\n").map(|(at, _)| at + 1).next().unwrap();
+            assert!(in_two(text, line).is_none(), "{text:?} cut inside a value at {line}");
+        }
+    }
+
+    #[test]
+    fn a_large_table_is_cut_on_two_threads_as_on_one() {
+        // The middle falls inside a multi-line string holding tenant headers,
+        // then on a plain header: both give what one thread finds.
+        let tenants: String = (0..3000).map(tenant).collect();
+        let trap = format!("note = \"\"\"\n{}\"\"\"\n", "[[tenants]]\nid = \"x\"\n".repeat(3000));
+        for text in [tenants.clone(), format!("{tenants}{trap}{tenants}"), format!("# é\n{tenants}")] {
+            assert!(text.len() >= TWO_THREADS_FROM);
+            assert_eq!(headers(&text), scan(&text).map(|s| s.found));
+            assert_eq!(headers(&text).map(|h| h.len()), Some(if text.contains(&trap) { 12_000 } else { 6_000 }));
+        }
     }
 
     #[test]
