@@ -1,8 +1,6 @@
 //! The routing table's lookup indexes, built once per load; a value two
 //! tenants claim is a problem of the file.
 
-use std::collections::HashMap;
-
 use super::table::*;
 use super::validate::Problems;
 
@@ -13,15 +11,16 @@ pub(super) fn index(
     tappay_suffix_len: usize,
     tenants: Vec<Tenant>,
 ) -> RoutingTable {
-    let mut by_id = HashMap::new();
-    let mut by_domain = HashMap::new();
-    let mut all_suffixes = HashMap::new();
-    let mut funpoint_by_suffix = HashMap::new();
-    let mut tappay_by_suffix = HashMap::new();
-    let mut oen_by_merchant = HashMap::new();
-    let mut sinopac_by_shop = HashMap::new();
+    let n = sizes(&tenants);
+    let mut by_id = sized(tenants.len());
+    let [mut by_domain, mut all_suffixes, mut funpoint_by_suffix, mut tappay_by_suffix] =
+        [n[0], n[1], n[2], n[3]].map(sized);
+    let [mut oen_by_merchant, mut sinopac_by_shop, mut by_origin] = [n[4], n[5], n[6]].map(sized);
 
     for (i, t) in tenants.iter().enumerate() {
+        for origin in &t.origins {
+            by_origin.entry(origin.as_str().to_owned()).or_insert(i);
+        }
         if by_id.contains_key(&t.id) {
             p.push(format!("tenant {:?}", t.id.as_str()), "the id is used by more than one tenant");
         } else {
@@ -59,11 +58,34 @@ pub(super) fn index(
         tappay_by_suffix,
         oen_by_merchant,
         sinopac_by_shop,
+        by_origin,
     }
 }
 
+/// How many keys each map gets, counted in one pass over the tenants: each
+/// map is made at its final size (grown one insert at a time, a
+/// 10,000-tenant table's were rehashed over and over, issue 14).
+fn sizes(tenants: &[Tenant]) -> [usize; 7] {
+    let mut n = [0usize; 7];
+    for t in tenants {
+        let suffixed = t.order_suffix.is_some();
+        n[0] += t.domain_codes.len();
+        n[1] += usize::from(suffixed);
+        n[2] += usize::from(suffixed && t.funpoint.is_some());
+        n[3] += usize::from(suffixed && t.tappay.is_some());
+        n[4] += usize::from(t.oen.is_some());
+        n[5] += usize::from(t.sinopac.is_some());
+        n[6] += t.origins.len();
+    }
+    n
+}
+
+fn sized<K>(n: usize) -> Index<K> {
+    Index::with_capacity_and_hasher(n, Default::default())
+}
+
 /// Gives `key` to tenant `i` in `map`, or says which tenant had it first.
-fn claim(p: &mut Problems, map: &mut HashMap<String, usize>, tenants: &[Tenant], what: &str, key: &str, i: usize) {
+fn claim(p: &mut Problems, map: &mut Index<String>, tenants: &[Tenant], what: &str, key: &str, i: usize) {
     if let Some(&other) = map.get(key) {
         p.push(
             format!("tenants {:?} and {:?}", tenants[other].id.as_str(), tenants[i].id.as_str()),
