@@ -26,10 +26,25 @@ impl Origin {
         Self::of_url(&url).ok_or_else(|| format!("{s:?} has no host"))
     }
 
-    /// The origin of an absolute http(s) URL.
+    /// The origin of an absolute URL with a host (`None` for an opaque
+    /// one). An http(s) URL's is its text up to the path, without
+    /// credentials: the parser has already written the host in ASCII and
+    /// lower case and left a default port out, as
+    /// `Url::origin().ascii_serialization()` does, which copied the host
+    /// and formatted it again (a tenth of reading a tenant's base URL,
+    /// issue 14's start-up).
     pub fn of_url(url: &Url) -> Option<Self> {
-        let origin = url.origin();
-        origin.is_tuple().then(|| Self(origin.ascii_serialization()))
+        let scheme = url.scheme();
+        if !matches!(scheme, "http" | "https") || !url.has_host() {
+            let origin = url.origin();
+            return origin.is_tuple().then(|| Self(origin.ascii_serialization()));
+        }
+        // A special URL's path starts with the first `/` after `//`; a `/`
+        // in credentials is percent-encoded, and an `@` too but the last.
+        let authority = url.as_str().get(scheme.len() + 3..)?;
+        let authority = &authority[..authority.find('/').unwrap_or(authority.len())];
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
+        Some(Self(format!("{scheme}://{host_port}")))
     }
 
     pub(crate) fn stand_in() -> Self {
@@ -56,6 +71,36 @@ mod tests {
         assert_eq!(Origin::parse("https://PayGo.tw").unwrap().as_str(), "https://paygo.tw");
         assert_eq!(Origin::parse("https://paygo.tw:443/").unwrap().as_str(), "https://paygo.tw");
         assert_eq!(Origin::parse("http://127.0.0.1:18110").unwrap().as_str(), "http://127.0.0.1:18110");
+    }
+
+    #[test]
+    fn a_urls_origin_is_the_one_the_url_crate_serializes() {
+        for text in [
+            "https://PayGo.tw/a/b?c=d#e",
+            "http://127.0.0.1:18101",
+            "http://127.0.0.1:80/x",
+            "https://paygo.tw:443",
+            "http://paygo.tw:443/",
+            "https://user:p%40ss@shop.example:8443/api",
+            "https://a%2Fb:c@shop.example/",
+            "https://a@b@shop.example/",
+            "ws://Socket.example:80/x",
+            "ftp://files.example/",
+            "https://Bücher.example/",
+            "https://xn--bcher-kva.example./",
+            "http://[::1]:8080/x",
+            "http://[0:0::1]/",
+            "http://0x7f.1:9/",
+            "https://shop.example?q=1",
+            "https://shop.example#f",
+        ] {
+            let url = Url::parse(text).unwrap();
+            let expected = url.origin().ascii_serialization();
+            assert_eq!(Origin::of_url(&url).unwrap().as_str(), expected, "{text}");
+        }
+        for opaque in ["mailto:a@b.example", "data:text/plain,x", "file:///etc/hosts", "blob:nothing"] {
+            assert!(Origin::of_url(&Url::parse(opaque).unwrap()).is_none(), "{opaque}");
+        }
     }
 
     #[test]
