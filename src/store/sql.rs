@@ -238,12 +238,23 @@ pub(super) fn in_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 /// `VALUES ($1, $2), ($3, $4) …` for `rows` rows of `cols` columns.
+/// Written into one string: the sizes of every multi-row statement are
+/// ten thousand cells, spelled at every start (issue 14's start-up).
 pub(super) fn values(cols: usize, rows: usize) -> String {
-    let row = |r: usize| {
-        let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-        format!("({})", cells.join(", "))
-    };
-    format!("VALUES {}", (0..rows).map(row).collect::<Vec<_>>().join(", "))
+    let mut out = String::with_capacity(8 + rows * cols * 8);
+    out.push_str("VALUES ");
+    let mut number = itoa::Buffer::new();
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { "), (" });
+        for c in 1..=cols {
+            out.push_str(if c == 1 { "$" } else { ", $" });
+            out.push_str(number.format(r * cols + c));
+        }
+    }
+    if rows > 0 {
+        out.push(')');
+    }
+    out
 }
 
 /// `text` for one backend: its hints filled in, its placeholders spelled.
@@ -307,6 +318,8 @@ mod tests {
         }
         assert_eq!(chunk_sizes(300), [256, 32, 8, 4]);
         assert_eq!(values(2, 2), "VALUES ($1, $2), ($3, $4)");
+        assert_eq!(values(3, 1), "VALUES ($1, $2, $3)");
+        assert_eq!(values(1, 3), "VALUES ($1), ($2), ($3)");
     }
 
     #[test]
