@@ -41,8 +41,14 @@ impl Application {
         // Reading the system's CA certificates and migrating a new store both
         // take milliseconds: side by side (start-up, issue 14).
         let proxy = config.server.outbound_proxy.clone();
+        // The certificates read once, for reqwest and the direct client.
         let client = tokio::task::spawn_blocking(move || {
-            crate::outbound::Outbound::new(http_client_via(proxy.as_ref())?, proxy.is_some())
+            let tls = crate::outbound::tls()?;
+            let reqwest = http_client_with(proxy.as_ref(), tls.clone())?;
+            anyhow::Ok(match proxy {
+                Some(_) => crate::outbound::Outbound::from(reqwest),
+                None => crate::outbound::Outbound::with_tls(reqwest, tls),
+            })
         });
         let store = Store::open(&config.storage)
             .await
@@ -106,14 +112,23 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 /// variable would send every delivery, signature and checkout token through
 /// it. `[server] outbound_proxy` names one explicitly.
 pub fn http_client_via(proxy: Option<&crate::domain::Secret>) -> anyhow::Result<reqwest::Client> {
-    // Installing twice (several apps in one test process) is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    http_client_with(proxy, crate::outbound::tls()?)
+}
+
+/// [`http_client_via`] over `tls` (from [`crate::outbound::tls`]), offering
+/// HTTP/1.1 by ALPN as reqwest does with its own.
+pub(crate) fn http_client_with(
+    proxy: Option<&crate::domain::Secret>,
+    mut tls: rustls::ClientConfig,
+) -> anyhow::Result<reqwest::Client> {
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let builder = match proxy {
         Some(url) => reqwest::Client::builder()
             .proxy(reqwest::Proxy::all(url.expose()).context("server.outbound_proxy is not a usable proxy URL")?),
         None => reqwest::Client::builder().no_proxy(),
     };
     builder
+        .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))

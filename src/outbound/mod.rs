@@ -65,6 +65,15 @@ impl From<reqwest::Client> for Outbound {
     }
 }
 
+/// The TLS settings of every outbound call: rustls on ring, the platform's
+/// CA certificates. Blocking: reads them from disk (milliseconds), so a
+/// process reads them once and shares the result (issue 14's start-up).
+pub fn tls() -> anyhow::Result<rustls::ClientConfig> {
+    // Installing twice (several apps in one test process) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(<rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()?)
+}
+
 impl Outbound {
     /// `client` for everything, and a direct hyper client for deliveries and
     /// tenant APIs unless a proxy is configured. Blocking: reads the
@@ -73,8 +82,12 @@ impl Outbound {
         if proxy {
             return Ok(client.into());
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()?;
+        Ok(Self::with_tls(client, tls()?))
+    }
+
+    /// `client` for everything, and a direct hyper client over `tls` (from
+    /// [`tls`], without ALPN) for deliveries and tenant APIs.
+    pub fn with_tls(client: reqwest::Client, tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -84,7 +97,7 @@ impl Outbound {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(Self { reqwest: client, direct: Some(std::sync::Arc::new(https)) })
+        Self { reqwest: client, direct: Some(std::sync::Arc::new(https)) }
     }
 
     /// The reqwest client, for every other call.

@@ -246,3 +246,42 @@ async fn a_connection_whose_answer_was_cut_is_not_reused() {
     assert!(!whole.cut && !again.cut);
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4, "an answer read whole keeps its connection");
 }
+
+/// A loopback TLS server presenting a self-signed certificate for
+/// 127.0.0.1 that no platform trusts; it completes handshakes only.
+fn untrusted_tls_server() -> String {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/untrusted-tls");
+    let cert = CertificateDer::from_pem_file(format!("{dir}/cert.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/key.pem")).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(vec![cert], key).unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/notify", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for socket in listener.incoming().flatten() {
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut stream = rustls::StreamOwned::new(connection, socket);
+            let _ = std::io::Read::read(&mut stream, &mut [0; 64]);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn both_clients_refuse_a_certificate_the_platform_does_not_trust() {
+    // The certificates are read once at start and shared by both clients
+    // (issue 14): each must still verify them.
+    let url = untrusted_tls_server();
+    let tls = tls().unwrap();
+    let reqwest = crate::startup::http_client_with(None, tls.clone()).unwrap();
+    let built = [("direct", Outbound::with_tls(reqwest.clone(), tls)), ("reqwest", reqwest.into())];
+    for (name, client) in built {
+        let failure = client.post(call(&url, SECS_5)).await.err().unwrap_or_else(|| panic!("{name}: answered"));
+        let text = format!("{failure:?} {failure}").to_ascii_lowercase();
+        assert!(text.contains("certificate"), "{name}: {text}");
+    }
+}
