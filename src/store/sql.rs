@@ -272,36 +272,33 @@ fn spell(d: &Dialect, text: &str) -> Arc<str> {
     if d.numbered_with == '$' {
         return filled.into();
     }
-    if in_order(&filled) {
-        return strip_numbers(&filled).into();
+    if let Some(anonymous) = anonymous(&filled) {
+        return anonymous.into();
     }
     filled.replace('$', &d.numbered_with.to_string()).into()
 }
 
-/// The numbers after each `$`, in the order they stand.
-fn placeholders(text: &str) -> Vec<usize> {
-    text.split('$').skip(1).filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).collect()
-}
-
-fn in_order(text: &str) -> bool {
-    placeholders(text).iter().enumerate().all(|(i, &n)| n == i + 1)
-}
-
-/// `$12` → `?`.
-fn strip_numbers(text: &str) -> String {
+/// `text` with its placeholders `$1, $2, …` written `?`, if they stand in
+/// that order, each once; `None` otherwise. One pass: the multi-row
+/// statements of every size are spelled at each start (issue 14).
+fn anonymous(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' {
-            out.push('?');
-            while chars.peek().is_some_and(char::is_ascii_digit) {
-                chars.next();
+    let (mut next, mut rest) = (1usize, text);
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            if after[..digits].parse::<usize>().ok()? != next {
+                return None;
             }
-        } else {
-            out.push(c);
+            next += 1;
         }
+        out.push('?');
+        rest = &after[digits..];
     }
-    out
+    out.push_str(rest);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -335,7 +332,10 @@ mod tests {
         // In-order placeholders are anonymous on SQLite; repeated ones stay numbered.
         assert!(Sql::sized(&lite.insert, 2).contains("VALUES (?, ?, ?"));
         assert!(!Sql::sized(&lite.insert, 2).contains("?1"));
-        assert!(lite.routed.contains("?5") && !in_order("a = $1 AND b = $1"));
+        assert!(lite.routed.contains("?5") && anonymous("a = $1 AND b = $1").is_none());
+        assert_eq!(anonymous("($1, $2), ($3)").as_deref(), Some("(?, ?), (?)"));
+        assert_eq!(anonymous("a = $2 AND b = $1"), None);
+        assert_eq!(anonymous("no placeholders").as_deref(), Some("no placeholders"));
         // No statement journal for SQLite's multi-row inserts; PostgreSQL has no `OR`.
         assert!(Sql::sized(&lite.insert, 8).starts_with("INSERT OR FAIL INTO callbacks"));
         assert!(
