@@ -66,13 +66,13 @@ const TWO_THREADS_FROM: usize = 256 * 1024;
 /// Where each header line starts, and what it opens; `None` for a header
 /// this module does not cut on.
 fn headers(text: &str) -> Option<Vec<(usize, Header)>> {
-    // The first `[[tenants]]` line from the middle on (a character's start).
-    let middle = (text.len() / 2..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
-    let cut = text[middle..].find("\n[[tenants]]").map(|at| middle + at + 1);
-    if text.len() >= TWO_THREADS_FROM
-        && let Some(found) = cut.and_then(|cut| in_two(text, cut))
-    {
-        return found;
+    if text.len() >= TWO_THREADS_FROM {
+        // The first `[[tenants]]` line from the middle on (a character's start).
+        let middle = (text.len() / 2..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+        let cut = text[middle..].find("\n[[tenants]]").map(|at| middle + at + 1);
+        if let Some(found) = cut.and_then(|cut| in_two(text, cut)) {
+            return found;
+        }
     }
     let scan = scan(text)?;
     Some(scan.found)

@@ -27,6 +27,10 @@ impl Problems {
         r.map_err(|e| self.push(at, e)).ok()
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(super) fn duration(&mut self, at: &str, s: &str) -> Duration {
         self.take(at, ConfigDuration::parse(s)).map_or(Duration::from_secs(1), |d| d.0)
     }
@@ -47,12 +51,6 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 
 fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
-}
-
-impl Problems {
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl TryFrom<RawConfig> for Config {
